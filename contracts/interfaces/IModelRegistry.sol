@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title IModelRegistry
+/// @notice Birth certificates and the family tree of machine-learning models.
+/// @dev A model is registered under an id derived from what its certificate commits to:
+///      `id = keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment, keccak256(abi.encode(parents))))`.
+///      `certificateDigest` is the sha-256 of the certificate's canonical (RFC 8785) bytes. The
+///      certificate is stored in IPFS as one raw block, so its CIDv1 is (raw codec, sha2-256,
+///      certificateDigest): the digest on chain is enough to fetch and check the document.
+///      Storage keeps one packed slot per model; everything else lives in events and in the
+///      certificate. Children and a registrant's models are found through indexed events.
+interface IModelRegistry {
+    /// @notice How a child model was derived from a parent.
+    enum Relation {
+        FineTune,
+        Transfer,
+        OnlineUpdate,
+        Distillation,
+        Merge,
+        Quantization,
+        Checkpoint,
+        Other
+    }
+
+    /// @notice Life-cycle of a registered model. `None` means never registered.
+    enum Status {
+        None,
+        Active,
+        Revoked
+    }
+
+    /// @notice A typed link to a parent model.
+    struct Parent {
+        bytes32 id;
+        Relation relation;
+    }
+
+    /// @notice What one registration commits to.
+    /// @param certificateDigest sha-256 of the certificate's canonical bytes (also its raw CIDv1 digest).
+    /// @param modelDigest root digest of the model artifact manifest.
+    /// @param dataCommitment commitment to the exact training data (public root or salted commitment).
+    /// @param parents parent models, strictly ascending by id (canonical order, no duplicates).
+    /// @param acknowledgeRevokedParents set to accept parents that are already revoked; recorded.
+    struct Registration {
+        bytes32 certificateDigest;
+        bytes32 modelDigest;
+        bytes32 dataCommitment;
+        Parent[] parents;
+        bool acknowledgeRevokedParents;
+    }
+
+    /// @notice The on-chain record of a model: one storage slot.
+    struct Record {
+        address registrant;
+        uint40 registeredAt;
+        Status status;
+        bool revokedParentAcknowledged;
+    }
+
+    /// @notice A model was registered.
+    event ModelRegistered(
+        bytes32 indexed id,
+        address indexed registrant,
+        bytes32 indexed certificateDigest,
+        bytes32 modelDigest,
+        bytes32 dataCommitment,
+        bool revokedParentAcknowledged
+    );
+
+    /// @notice `child` was derived from `parent`; one event per parent, so children are found by topic.
+    event ParentLinked(bytes32 indexed child, bytes32 indexed parent, Relation relation);
+
+    /// @notice A model was revoked, permanently.
+    /// @param reasonDigest digest of the reason, e.g. of an incident report stored in IPFS.
+    event ModelRevoked(bytes32 indexed id, address indexed revokedBy, bytes32 reasonDigest);
+
+    /// @notice The model is registered already (clients treat it as success when the content matches).
+    error ModelAlreadyRegistered(bytes32 id);
+    /// @notice No model is registered under `id`.
+    error ModelNotFound(bytes32 id);
+    /// @notice A parent is not registered.
+    error ParentNotFound(bytes32 parentId);
+    /// @notice A parent is revoked and the registration did not acknowledge it.
+    error ParentRevoked(bytes32 parentId);
+    /// @notice Parents must be strictly ascending by id; `index` is the first out of order.
+    error ParentsNotCanonical(uint256 index);
+    /// @notice A digest that must be set is zero.
+    error ZeroDigest();
+    /// @notice The registry is allowlisted and `account` holds no registrant role.
+    error UnauthorizedRegistrant(address account);
+    /// @notice `account` is neither the registrant of `id` nor an auditor.
+    error UnauthorizedRevoker(bytes32 id, address account);
+    /// @notice The model is revoked already.
+    error AlreadyRevoked(bytes32 id);
+    /// @notice A delegated registration's deadline has passed.
+    error SignatureExpired(uint256 deadline);
+    /// @notice A delegated registration's signature is not `registrant`'s.
+    error InvalidSignature(address registrant);
+    /// @notice A batch holds no registration.
+    error EmptyBatch();
+
+    /// @notice Registers a model for the caller.
+    function register(Registration calldata registration) external returns (bytes32 id);
+
+    /// @notice Registers many models for the caller in one transaction; parents may be earlier entries.
+    function registerBatch(Registration[] calldata registrations) external returns (bytes32[] memory ids);
+
+    /// @notice Registers a model for `registrant`, who signed it as EIP-712 typed data; anyone may submit.
+    /// @dev Signed type: `Register(bytes32 certificateDigest,bytes32 modelDigest,bytes32 dataCommitment,
+    ///      Parent[] parents,bool acknowledgeRevokedParents,address registrant,uint256 nonce,uint256 deadline)`
+    ///      with `Parent(bytes32 id,uint8 relation)`. ERC-1271 wallets may sign.
+    function registerFor(
+        Registration calldata registration,
+        address registrant,
+        uint256 deadline,
+        bytes calldata signature
+    ) external returns (bytes32 id);
+
+    /// @notice Revokes a model; only its registrant or an auditor may.
+    function revoke(bytes32 id, bytes32 reasonDigest) external;
+
+    /// @notice The record of `id` (all zero when unknown).
+    function recordOf(bytes32 id) external view returns (Record memory);
+
+    /// @notice The status of `id`.
+    function statusOf(bytes32 id) external view returns (Status);
+
+    /// @notice The id a registration gets.
+    function computeId(Registration calldata registration) external pure returns (bytes32);
+
+    /// @notice The EIP-712 digest `registrant` signs for a delegated registration.
+    function delegatedDigest(
+        Registration calldata registration,
+        address registrant,
+        uint256 nonce,
+        uint256 deadline
+    ) external view returns (bytes32);
+
+    /// @notice True when anyone may register; fixed at deployment.
+    function openRegistration() external view returns (bool);
+}

@@ -1,0 +1,202 @@
+"""The ``provenance`` command line: parse, build clients, call the API, print.
+
+Errors: every ProvenanceError is caught in :func:`main`, printed as one line, exit code 1.
+Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from provenance import __version__
+from provenance.config import Config, is_loopback_url, load_config
+from provenance.errors import ConfigError, ProvenanceError
+from provenance.stack import Stack, Tools
+
+app = typer.Typer(
+    name="provenance",
+    help="Verifiable birth certificates and family trees for ML models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class _State:
+    config_path: Path | None = None
+
+
+_state = _State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"provenance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (else PROVENANCE_CONFIG, ./provenance.toml, user config)")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state.config_path = config
+
+
+def _config() -> Config:
+    return load_config(os.environ, cwd=Path.cwd(), explicit=_state.config_path)
+
+
+def _tools() -> Tools:
+    # The setup script links anvil and ipfs into the virtual environment's bin folder, and
+    # builds them into .tools/bin; look there before PATH.
+    here = Path(sys.executable).parent
+    folders = [here, Path(sys.prefix) / "bin"]
+    return Tools(search_path=tuple(dict.fromkeys(folders)), path_env=os.environ.get("PATH"))
+
+
+def _say(message: str) -> None:
+    out.print(f"[green]\u2714[/] {message}")
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack (anvil, kubo, Docker engine) and deploy the contracts."""
+    stack = Stack(_config(), _tools())
+    stack.up(_say)
+    out.print(f"stack is up; state in {stack.state_dir}")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `provenance up` started, nothing else."""
+    stack = Stack(_config(), _tools())
+    stopped = stack.down(_say)
+    if not stopped:
+        out.print("nothing to stop")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Probe the chain, IPFS, the Docker engine and the contracts."""
+    report = Stack(_config(), _tools()).status()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    else:
+        _status_table(report)
+    if not all(report[k]["ok"] for k in ("chain", "ipfs", "docker", "contracts")):
+        raise typer.Exit(1)
+
+
+def _status_table(report: dict[str, Any]) -> None:
+    table = Table(title="provenance stack", title_justify="left")
+    table.add_column("part")
+    table.add_column("ok")
+    table.add_column("endpoint")
+    table.add_column("details")
+    rows = {
+        "chain": ("rpc_url", lambda r: f"chain {r.get('chain_id')}, block {r.get('block')}, {r.get('client', '')}"),
+        "ipfs": ("api", lambda r: f"kubo {r.get('version')}, peer {str(r.get('peer_id', ''))[:16]}"),
+        "docker": ("host", lambda r: f"engine {r.get('version')}"),
+        "contracts": (
+            "deployment_file",
+            lambda r: ", ".join(f"{k} {v['address']}" for k, v in r.items() if isinstance(v, dict)),
+        ),
+    }
+    for part, (endpoint_key, describe) in rows.items():
+        r = report[part]
+        ok = "[green]yes[/]" if r["ok"] else "[red]no[/]"
+        details = describe(r) if r["ok"] else f"[red]{r.get('error', '')}[/]"
+        managed = " (managed)" if r.get("managed") else ""
+        table.add_row(part, ok, f"{r.get(endpoint_key)}{managed}", details)
+    out.print(table)
+    out.print(f"config: {report['config'] or 'none (defaults and environment)'}; state: {report['state_dir']}")
+
+
+@app.command()
+def deploy(
+    rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC URL (else PROVENANCE_RPC_URL / config).")] = None,
+    keystore: Annotated[
+        Path | None, typer.Option(help="Encrypted keyfile JSON of the deployer (else PROVENANCE_KEYSTORE).")
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD, else a prompt).")
+    ] = None,
+    deployment: Annotated[
+        Path | None, typer.Option(help="Deployment file to write (default: <state dir>/deployment.json).")
+    ] = None,
+    allowlist: Annotated[
+        bool, typer.Option("--allowlist/--open", help="Only REGISTRANT_ROLE holders may register, or anyone.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Deploy again even where code exists.")] = False,
+) -> None:
+    """Deploy the contracts to a chain (a testnet, a private chain or the local anvil)."""
+    from provenance.chain.client import connect
+    from provenance.chain.deploy import ensure_deployed
+    from provenance.chain.keys import dev_account, load_keystore
+
+    config = _config()
+    url = rpc_url or config.chain.rpc_url
+    w3 = connect(url)
+    key_path = keystore or config.chain.keystore
+    if key_path is not None:
+        account = load_keystore(key_path, _password(password_file))
+    elif is_loopback_url(url):
+        account = dev_account(w3)
+    else:
+        raise ConfigError("deploying to a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)")
+    target = deployment or config.deployment_file
+    result, now = ensure_deployed(
+        w3, account, target, open_registration=not allowlist, force=force
+    )
+    for name, record in result.contracts.items():
+        verb = "deployed" if name in now else "already deployed"
+        _say(f"{name} {verb} at {record.address} on chain {result.chain_id} (tx {record.transaction})")
+    out.print(f"deployment file: {target}")
+
+
+def _password(password_file: Path | None) -> str:
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {password_file}: {exc}") from exc
+    env = os.environ.get("PROVENANCE_KEYSTORE_PASSWORD")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError("keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD")
+    return getpass.getpass("keystore password: ")
+
+
+def main() -> None:
+    """Console-script entry point: one line and exit 1 for every ProvenanceError.
+
+    Usage errors are Typer's (exit 2); anything else is a bug and keeps its traceback.
+    """
+    try:
+        app()
+    except ProvenanceError as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

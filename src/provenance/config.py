@@ -1,0 +1,187 @@
+"""Configuration: one TOML file, overridden by environment variables.
+
+The file is found in this order: an explicit path (``--config``), ``PROVENANCE_CONFIG``,
+``./provenance.toml``, then ``<user config dir>/provenance/config.toml``; with none, defaults
+apply. Environment variables override the file:
+
+=============================  ===============================
+``PROVENANCE_STATE_DIR``       ``state_dir``
+``PROVENANCE_RPC_URL``         ``[chain] rpc_url``
+``PROVENANCE_CHAIN_ID``        ``[chain] chain_id``
+``PROVENANCE_KEYSTORE``        ``[chain] keystore``
+``PROVENANCE_DEPLOYMENT``      ``[chain] deployment``
+``PROVENANCE_REGISTRY``        ``[chain.contracts] ModelRegistry``
+``PROVENANCE_IPFS_API``        ``[ipfs] api``
+``PROVENANCE_IPFS_GATEWAY``    ``[ipfs] gateway``
+``PROVENANCE_IPFS_AUTH``       ``[ipfs] auth`` (an Authorization header value)
+``DOCKER_HOST``                ``[docker] host``
+=============================  ===============================
+
+Keys never live here: a keystore *path* may, the key itself comes from an encrypted keystore
+(or, on the local dev chain only, anvil's dev accounts).
+
+This module reads the mapping it is given; it never looks at ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from provenance.errors import ConfigError
+
+APP = "provenance"
+LOCAL_CHAIN_ID = 31337
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class ChainSettings(_Section):
+    rpc_url: str = "http://127.0.0.1:8545"
+    chain_id: Annotated[int, Field(gt=0)] = LOCAL_CHAIN_ID
+    keystore: Path | None = None
+    deployment: Path | None = None
+    state_interval: Annotated[int, Field(ge=1, le=3600)] = 2
+    open_registration: bool = True
+    contracts: dict[str, str] = Field(default_factory=dict)
+
+    _url = field_validator("rpc_url")(_check_http_url)
+
+    @field_validator("contracts")
+    @classmethod
+    def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            if not (address.startswith("0x") and len(address) == 42):
+                raise ValueError(f"contract {name}: {address!r} is not a 20-byte 0x address")
+            int(address, 16)
+        return value
+
+
+class IpfsSettings(_Section):
+    api: str = "http://127.0.0.1:5001"
+    gateway: str = "http://127.0.0.1:8080"
+    swarm_port: Annotated[int, Field(ge=0, le=65535)] = 4001
+    auth: str | None = None
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+
+    _url = field_validator("api", "gateway")(_check_http_url)
+
+
+class DockerSettings(_Section):
+    # None: use the system engine when it answers, else start a dockerd of our own.
+    host: str | None = None
+
+
+class Config(_Section):
+    """The resolved configuration; ``source`` is the TOML file it came from, if any."""
+
+    source: Path | None = None
+    state_dir: Path
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    ipfs: IpfsSettings = Field(default_factory=IpfsSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+
+    @property
+    def deployment_file(self) -> Path:
+        return self.chain.deployment or self.state_dir / "deployment.json"
+
+
+_ENV: dict[str, tuple[str, ...]] = {
+    "PROVENANCE_STATE_DIR": ("state_dir",),
+    "PROVENANCE_RPC_URL": ("chain", "rpc_url"),
+    "PROVENANCE_CHAIN_ID": ("chain", "chain_id"),
+    "PROVENANCE_KEYSTORE": ("chain", "keystore"),
+    "PROVENANCE_DEPLOYMENT": ("chain", "deployment"),
+    "PROVENANCE_REGISTRY": ("chain", "contracts", "ModelRegistry"),
+    "PROVENANCE_IPFS_API": ("ipfs", "api"),
+    "PROVENANCE_IPFS_GATEWAY": ("ipfs", "gateway"),
+    "PROVENANCE_IPFS_AUTH": ("ipfs", "auth"),
+    "DOCKER_HOST": ("docker", "host"),
+}
+
+
+def find_config_file(environ: Mapping[str, str], cwd: Path, explicit: Path | None) -> Path | None:
+    """The TOML file to read, or None when there is none (defaults apply)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist")
+        return explicit
+    if env_path := environ.get("PROVENANCE_CONFIG"):
+        path = Path(env_path)
+        if not path.is_file():
+            raise ConfigError(f"PROVENANCE_CONFIG points at {path}, which does not exist")
+        return path
+    for candidate in (cwd / "provenance.toml", platformdirs.user_config_path(APP) / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    environ: Mapping[str, str],
+    *,
+    cwd: Path,
+    explicit: Path | None = None,
+) -> Config:
+    """Read the TOML file (if any), apply environment overrides, validate."""
+    source = find_config_file(environ, cwd, explicit)
+    data: dict[str, Any] = {}
+    if source is not None:
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc}") from exc
+    for var, keys in _ENV.items():
+        value = environ.get(var)
+        if value:
+            node = data
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = value
+    data.setdefault("state_dir", str(platformdirs.user_state_path(APP)))
+    base = source.parent if source is not None else cwd
+    data["state_dir"] = _resolve(base, data["state_dir"])
+    chain = data.get("chain", {})
+    for key in ("keystore", "deployment"):
+        if chain.get(key):
+            chain[key] = _resolve(base, chain[key])
+    data["source"] = source
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        origin = f"config file {source}" if source else "configuration"
+        raise ConfigError(f"{origin}: {where}: {first['msg']}") from exc
+
+
+def _resolve(base: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80

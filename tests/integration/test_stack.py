@@ -1,0 +1,288 @@
+"""The local stack against the real anvil, kubo and Docker engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from provenance.chain.artifacts import load_artifact
+from provenance.chain.client import connect
+from provenance.chain.deploy import Deployment, ensure_deployed
+from provenance.chain.keys import dev_account
+from provenance.chain.tx import send
+from provenance.errors import ConfigError, PortInUseError, ServiceError
+from provenance.stack import Stack, Tools, free_port
+
+from .conftest import config_at, tools, write_stack_config
+
+pytestmark = pytest.mark.integration
+
+PROVENANCE = Path(sys.executable).parent / "provenance"
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PROVENANCE), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def pids(stack: Stack) -> dict[str, int]:
+    return {
+        p.stem: json.loads(p.read_text())["pid"] for p in sorted(stack.run_dir.glob("*.json"))
+    }
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_status_json_reports_all_four_parts_ok(stack: Stack, cli_env: dict[str, str]) -> None:
+    result = run_cli("status", "--json", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {k: report[k]["ok"] for k in ("chain", "ipfs", "docker", "contracts")} == {
+        "chain": True,
+        "ipfs": True,
+        "docker": True,
+        "contracts": True,
+    }
+    assert report["config"] == cli_env["PROVENANCE_CONFIG"]
+    assert report["chain"]["chain_id"] == 31337
+    assert report["chain"]["rpc_url"] == stack.config.chain.rpc_url
+    assert report["ipfs"]["version"] == "0.43.0"
+    assert report["ipfs"]["peer_id"]
+    assert report["docker"]["version"]
+    registry = report["contracts"]["ModelRegistry"]
+    assert registry["has_code"] is True
+    assert Web3.is_checksum_address(registry["address"])
+
+
+def test_status_table_names_the_config_file(stack: Stack, cli_env: dict[str, str]) -> None:
+    result = run_cli("status", env={**cli_env, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert f"config: {cli_env['PROVENANCE_CONFIG']}" in result.stdout
+    assert "ModelRegistry 0x" in result.stdout
+
+
+def test_up_on_a_running_stack_is_a_no_op(stack: Stack) -> None:
+    before = pids(stack)
+    deployment = stack.config.deployment_file.read_text()
+    messages: list[str] = []
+    stack.up(messages.append)
+    assert pids(stack) == before
+    assert stack.config.deployment_file.read_text() == deployment
+    assert any(m.startswith("chain: anvil already running") for m in messages)
+    assert any(m.startswith("ipfs: kubo already running") for m in messages)
+    assert any(m.startswith("contracts: ModelRegistry found at") for m in messages)
+
+
+def test_down_then_up_keeps_contracts_and_chain_state(tmp_path: Path) -> None:
+    config = config_at(write_stack_config(tmp_path))
+    first = Stack(config, tools())
+    first.up()
+    try:
+        started = pids(first)
+        assert {"anvil", "ipfs"} <= started.keys()
+        w3 = connect(config.chain.rpc_url)
+        deployment = Deployment.read(config.deployment_file)
+        assert deployment is not None
+        address = deployment.contracts["ModelRegistry"].address
+        registry = w3.eth.contract(address=address, abi=load_artifact("ModelRegistry").abi)
+        registration = (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, [], False)
+        model_id = registry.functions.computeId(registration).call()
+        tx = registry.functions.register(registration).build_transaction(
+            {"from": dev_account(w3).address}
+        )
+        send(w3, dev_account(w3), dict(tx))
+        assert registry.functions.statusOf(model_id).call() == 1
+        time.sleep(config.chain.state_interval + 0.5)  # the state file is written periodically too
+    finally:
+        stopped = first.down()
+    assert set(stopped) == set(started)
+    assert not any(alive(pid) for pid in started.values())
+    assert not list(first.run_dir.glob("*.json"))
+
+    second = Stack(config, tools())
+    messages: list[str] = []
+    second.up(messages.append)
+    try:
+        assert f"contracts: ModelRegistry found at {address}" in messages
+        again = Deployment.read(config.deployment_file)
+        assert again == deployment
+        w3 = connect(config.chain.rpc_url)
+        registry = w3.eth.contract(address=address, abi=load_artifact("ModelRegistry").abi)
+        assert registry.functions.statusOf(model_id).call() == 1
+    finally:
+        second.down()
+
+
+def test_a_port_taken_by_another_program_is_refused_and_nothing_is_left_running(
+    tmp_path: Path,
+) -> None:
+    config = config_at(write_stack_config(tmp_path))
+    api_port = int(config.ipfs.api.rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", api_port))
+        squatter.listen()
+        stack = Stack(config, tools())
+        with pytest.raises(PortInUseError) as info:
+            stack.up()
+    assert str(info.value) == (
+        f"port {api_port} on 127.0.0.1, wanted for the IPFS API (kubo), is taken by another "
+        "program; stop it or choose another port (PROVENANCE_IPFS_API)"
+    )
+    # anvil had started before kubo's port was checked: it must be gone again
+    assert not list(stack.run_dir.glob("*.json"))
+    rpc_port = int(config.chain.rpc_url.rsplit(":", 1)[1])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", rpc_port)) != 0
+
+
+def test_a_daemon_that_fails_to_start_shows_the_tail_of_its_log(tmp_path: Path) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "anvil"
+    fake.write_text("#!/bin/sh\necho 'starting'\necho 'fatal: state file is corrupt' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    config = config_at(write_stack_config(tmp_path / "cfg"))
+    stack = Stack(config, Tools(search_path=(fake_bin,), path_env=""))
+    with pytest.raises(ServiceError) as info:
+        stack.up()
+    message = str(info.value)
+    assert message.startswith("anvil exited with code 3 while starting; log ")
+    assert message.endswith("starting | fatal: state file is corrupt")
+    assert "\n" not in message
+    assert not list(stack.run_dir.glob("*.json"))
+
+
+def test_a_missing_program_is_named(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = config_at(write_stack_config(tmp_path / "cfg"))
+    with pytest.raises(ServiceError) as info:
+        Stack(config, Tools(search_path=(empty,), path_env=str(empty))).up()
+    assert str(info.value) == f"anvil not found on PATH or in {empty}; run scripts/setup.sh"
+
+
+def test_down_stops_only_what_up_started(tmp_path: Path) -> None:
+    config = config_at(write_stack_config(tmp_path))
+    stack = Stack(config, tools())
+    stack.run_dir.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        # a stale pid file whose pid now belongs to another program
+        stack.pidfile("anvil").write_text(json.dumps({"pid": other.pid, "argv": ["/x/anvil"]}))
+        assert stack.down() == []
+        assert other.poll() is None
+        assert not stack.pidfile("anvil").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_unreachable_rpc_url_is_one_line_and_exit_1(cli_env: dict[str, str]) -> None:
+    port = free_port()
+    result = run_cli("deploy", "--rpc-url", f"http://127.0.0.1:{port}", env=cli_env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"error: chain RPC http://127.0.0.1:{port} is unreachable: connection refused or host "
+        "unreachable"
+    )
+
+
+def test_deployment_file_for_another_chain_is_refused(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    Deployment(chain_id=5).write(path)
+    w3 = connect(stack.config.chain.rpc_url)
+    with pytest.raises(ConfigError) as info:
+        ensure_deployed(w3, dev_account(w3), path)
+    assert str(info.value) == (
+        f"deployment file {path} is for chain 5, but the RPC serves chain 31337; use another "
+        "state dir or --deployment file"
+    )
+    assert Deployment.read(path) == Deployment(chain_id=5)  # untouched
+
+
+def test_configured_contract_address_without_code(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    empty = "0x000000000000000000000000000000000000dEaD"
+    w3 = connect(stack.config.chain.rpc_url)
+    with pytest.raises(ConfigError) as info:
+        ensure_deployed(
+            w3, dev_account(w3), tmp_path / "d.json", configured={"ModelRegistry": empty}
+        )
+    assert str(info.value) == f"configured ModelRegistry address {empty} holds no code on chain 31337"
+    result = run_cli("status", "--json", env={**cli_env, "PROVENANCE_REGISTRY": empty})
+    assert result.returncode == 1
+    contracts = json.loads(result.stdout)["contracts"]
+    assert contracts["ok"] is False
+    assert contracts["error"] == f"ModelRegistry at {empty} holds no code"
+
+
+def test_configured_chain_id_differing_from_the_node(
+    stack: Stack, cli_env: dict[str, str]
+) -> None:
+    result = run_cli("status", "--json", env={**cli_env, "PROVENANCE_CHAIN_ID": "1"})
+    assert result.returncode == 1
+    chain = json.loads(result.stdout)["chain"]
+    assert chain["ok"] is False
+    assert chain["error"] == "chain id 31337 differs from the configured 1"
+
+
+def test_deploy_with_an_encrypted_keystore(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w3 = connect(stack.config.chain.rpc_url)
+    account = Account.create()
+    keystore = tmp_path / "deployer.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "s3cret", iterations=2)))
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    send(w3, dev_account(w3), {"to": account.address, "value": 10**18})
+    target = tmp_path / "deployment.json"
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope")
+    result = run_cli(
+        "deploy", "--keystore", str(keystore), "--password-file", str(wrong),
+        "--deployment", str(target), env=cli_env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: cannot decrypt keystore {keystore}: MAC mismatch"
+    assert not target.exists()
+
+    result = run_cli(
+        "deploy", "--keystore", str(keystore), "--password-file", str(password),
+        "--deployment", str(target), "--allowlist", env=cli_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deployment = Deployment.read(target)
+    assert deployment is not None
+    registry = deployment.contracts["ModelRegistry"]
+    assert registry.deployer == account.address
+    contract = w3.eth.contract(address=registry.address, abi=load_artifact("ModelRegistry").abi)
+    assert contract.functions.openRegistration().call() is False
+
+    again = run_cli(
+        "deploy", "--keystore", str(keystore), "--password-file", str(password),
+        "--deployment", str(target), env=cli_env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"ModelRegistry already deployed at {registry.address}" in again.stdout
+    assert Deployment.read(target) == deployment
