@@ -94,9 +94,9 @@ def compile_contracts(compiler: Path | None = None) -> dict[str, dict[str, Any]]
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("\n".join(e.get("formattedMessage", e["message"]) for e in errors))
-    version = json.loads(
-        next(iter(next(iter(output["contracts"].values())).values()))["metadata"]
-    )["compiler"]["version"]
+    version = json.loads(next(iter(next(iter(output["contracts"].values())).values()))["metadata"])[
+        "compiler"
+    ]["version"]
     artifacts: dict[str, dict[str, Any]] = {}
     for source, contracts in sorted(output["contracts"].items()):
         if not source.startswith("contracts/"):
@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compile: {line}", file=sys.stderr)
         if problems:
             return 1
-        print(f"artifacts identical to a fresh compile ({len(artifacts)} contracts, solc {SOLC_VERSION})")
+        print(
+            f"artifacts identical to a fresh compile ({len(artifacts)} contracts, solc {SOLC_VERSION})"
+        )
         return 0
     write(artifacts, args.out)
     for name, artifact in artifacts.items():

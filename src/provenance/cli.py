@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +50,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     config: Annotated[
-        Path | None, typer.Option("--config", help="TOML config file (else PROVENANCE_CONFIG, ./provenance.toml, user config)")
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML config file (else PROVENANCE_CONFIG, ./provenance.toml, user config)",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
@@ -111,9 +116,15 @@ def _status_table(report: dict[str, Any]) -> None:
     table.add_column("ok")
     table.add_column("endpoint")
     table.add_column("details")
-    rows = {
-        "chain": ("rpc_url", lambda r: f"chain {r.get('chain_id')}, block {r.get('block')}, {r.get('client', '')}"),
-        "ipfs": ("api", lambda r: f"kubo {r.get('version')}, peer {str(r.get('peer_id', ''))[:16]}"),
+    rows: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+        "chain": (
+            "rpc_url",
+            lambda r: f"chain {r.get('chain_id')}, block {r.get('block')}, {r.get('client', '')}",
+        ),
+        "ipfs": (
+            "api",
+            lambda r: f"kubo {r.get('version')}, peer {str(r.get('peer_id', ''))[:16]}",
+        ),
         "docker": ("host", lambda r: f"engine {r.get('version')}"),
         "contracts": (
             "deployment_file",
@@ -127,23 +138,35 @@ def _status_table(report: dict[str, Any]) -> None:
         managed = " (managed)" if r.get("managed") else ""
         table.add_row(part, ok, f"{r.get(endpoint_key)}{managed}", details)
     out.print(table)
-    out.print(f"config: {report['config'] or 'none (defaults and environment)'}; state: {report['state_dir']}")
+    out.print(
+        f"config: {report['config'] or 'none (defaults and environment)'}; state: {report['state_dir']}"
+    )
 
 
 @app.command()
 def deploy(
-    rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC URL (else PROVENANCE_RPC_URL / config).")] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC URL (else PROVENANCE_RPC_URL / config).")
+    ] = None,
     keystore: Annotated[
-        Path | None, typer.Option(help="Encrypted keyfile JSON of the deployer (else PROVENANCE_KEYSTORE).")
+        Path | None,
+        typer.Option(help="Encrypted keyfile JSON of the deployer (else PROVENANCE_KEYSTORE)."),
     ] = None,
     password_file: Annotated[
-        Path | None, typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD, else a prompt).")
+        Path | None,
+        typer.Option(
+            help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD, else a prompt)."
+        ),
     ] = None,
     deployment: Annotated[
-        Path | None, typer.Option(help="Deployment file to write (default: <state dir>/deployment.json).")
+        Path | None,
+        typer.Option(help="Deployment file to write (default: <state dir>/deployment.json)."),
     ] = None,
     allowlist: Annotated[
-        bool, typer.Option("--allowlist/--open", help="Only REGISTRANT_ROLE holders may register, or anyone.")
+        bool,
+        typer.Option(
+            "--allowlist/--open", help="Only REGISTRANT_ROLE holders may register, or anyone."
+        ),
     ] = False,
     force: Annotated[bool, typer.Option(help="Deploy again even where code exists.")] = False,
 ) -> None:
@@ -161,14 +184,16 @@ def deploy(
     elif is_loopback_url(url):
         account = dev_account(w3)
     else:
-        raise ConfigError("deploying to a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)")
+        raise ConfigError(
+            "deploying to a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)"
+        )
     target = deployment or config.deployment_file
-    result, now = ensure_deployed(
-        w3, account, target, open_registration=not allowlist, force=force
-    )
+    result, now = ensure_deployed(w3, account, target, open_registration=not allowlist, force=force)
     for name, record in result.contracts.items():
         verb = "deployed" if name in now else "already deployed"
-        _say(f"{name} {verb} at {record.address} on chain {result.chain_id} (tx {record.transaction})")
+        _say(
+            f"{name} {verb} at {record.address} on chain {result.chain_id} (tx {record.transaction})"
+        )
     out.print(f"deployment file: {target}")
 
 
@@ -182,7 +207,9 @@ def _password(password_file: Path | None) -> str:
     if env is not None:
         return env
     if not sys.stdin.isatty():
-        raise ConfigError("keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD")
+        raise ConfigError(
+            "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
+        )
     return getpass.getpass("keystore password: ")
 
 

@@ -33,7 +33,7 @@ from provenance.chain.client import connect
 from provenance.chain.deploy import Deployment, ensure_deployed, has_code
 from provenance.chain.keys import dev_account
 from provenance.config import Config, is_loopback_url, url_port
-from provenance.errors import ProvenanceError, PortInUseError, ServiceError
+from provenance.errors import PortInUseError, ProvenanceError, ServiceError
 from provenance.images import engine_version
 from provenance.storage.kubo import Kubo
 
@@ -165,7 +165,9 @@ class Stack:
             return False
         chain_id = w3.eth.chain_id
         if chain_id != self.config.chain.chain_id:
-            raise ServiceError(f"anvil at {url} reports chain {chain_id}, expected {self.config.chain.chain_id}")
+            raise ServiceError(
+                f"anvil at {url} reports chain {chain_id}, expected {self.config.chain.chain_id}"
+            )
         return True
 
     def _up_kubo(self, started: _Started, notify: Notify) -> None:
@@ -196,7 +198,9 @@ class Stack:
         )
         argv = [str(binary), "daemon", "--migrate=false"]
         self._spawn("ipfs", argv, started, ready=self._kubo_ready, env=env)
-        notify(f"ipfs: kubo {self._kubo().version()} started, API {ipfs.api}, gateway {ipfs.gateway}")
+        notify(
+            f"ipfs: kubo {self._kubo().version()} started, API {ipfs.api}, gateway {ipfs.gateway}"
+        )
 
     def _kubo(self) -> Kubo:
         return Kubo(self.config.ipfs.api, auth=self.config.ipfs.auth, timeout=10, retries=0)
@@ -273,7 +277,9 @@ class Stack:
                     raise ServiceError(
                         f"configured {name} address {address} holds no code on {chain.rpc_url}"
                     )
-            notify("contracts: not deploying on a chain this stack does not run (see `provenance deploy`)")
+            notify(
+                "contracts: not deploying on a chain this stack does not run (see `provenance deploy`)"
+            )
             return
         deployment, now = ensure_deployed(
             w3,
@@ -321,7 +327,9 @@ class Stack:
             if code is not None:
                 self._forget(name)
                 started.names.remove(name)
-                raise ServiceError(f"{name} exited with code {code} while starting; {log_tail(logfile)}")
+                raise ServiceError(
+                    f"{name} exited with code {code} while starting; {log_tail(logfile)}"
+                )
             try:
                 if ready():
                     return
@@ -383,6 +391,8 @@ class Stack:
             if self._stop(name):
                 stopped.append(name)
                 notify(f"stopped {name}")
+                if name == "dockerd":  # its runtime folder is ours alone; leave no trace
+                    shutil.rmtree(self.docker_run_dir, ignore_errors=True)
         return stopped
 
     # ---------------------------------------------------------------- status
@@ -399,15 +409,23 @@ class Stack:
 
     def _chain_status(self) -> dict[str, Any]:
         chain = self.config.chain
-        out: dict[str, Any] = {"ok": False, "rpc_url": chain.rpc_url, "managed": self._running("anvil")}
+        out: dict[str, Any] = {
+            "ok": False,
+            "rpc_url": chain.rpc_url,
+            "managed": self._running("anvil"),
+        }
         try:
             w3 = connect(chain.rpc_url, timeout=5)
-            out.update(chain_id=w3.eth.chain_id, block=w3.eth.block_number, client=w3.client_version)
+            out.update(
+                chain_id=w3.eth.chain_id, block=w3.eth.block_number, client=w3.client_version
+            )
         except ServiceError as exc:
             out["error"] = str(exc)
             return out
         if out["chain_id"] != chain.chain_id:
-            out["error"] = f"chain id {out['chain_id']} differs from the configured {chain.chain_id}"
+            out["error"] = (
+                f"chain id {out['chain_id']} differs from the configured {chain.chain_id}"
+            )
             return out
         out["ok"] = True
         return out
@@ -444,10 +462,14 @@ class Stack:
         out: dict[str, Any] = {"ok": False, "deployment_file": str(self.config.deployment_file)}
         try:
             deployment = Deployment.read(self.config.deployment_file)
-            addresses = {k: v.address for k, v in deployment.contracts.items()} if deployment else {}
+            addresses = (
+                {k: v.address for k, v in deployment.contracts.items()} if deployment else {}
+            )
             addresses.update(chain.contracts)
             if not addresses:
-                out["error"] = "no contracts deployed or configured (run `provenance up` or `provenance deploy`)"
+                out["error"] = (
+                    "no contracts deployed or configured (run `provenance up` or `provenance deploy`)"
+                )
                 return out
             w3 = connect(chain.rpc_url, timeout=5)
             if deployment is not None and deployment.chain_id != w3.eth.chain_id:

@@ -36,9 +36,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def pids(stack: Stack) -> dict[str, int]:
-    return {
-        p.stem: json.loads(p.read_text())["pid"] for p in sorted(stack.run_dir.glob("*.json"))
-    }
+    return {p.stem: json.loads(p.read_text())["pid"] for p in sorted(stack.run_dir.glob("*.json"))}
 
 
 def alive(pid: int) -> bool:
@@ -227,7 +225,9 @@ def test_configured_contract_address_without_code(
         ensure_deployed(
             w3, dev_account(w3), tmp_path / "d.json", configured={"ModelRegistry": empty}
         )
-    assert str(info.value) == f"configured ModelRegistry address {empty} holds no code on chain 31337"
+    assert (
+        str(info.value) == f"configured ModelRegistry address {empty} holds no code on chain 31337"
+    )
     result = run_cli("status", "--json", env={**cli_env, "PROVENANCE_REGISTRY": empty})
     assert result.returncode == 1
     contracts = json.loads(result.stdout)["contracts"]
@@ -235,9 +235,7 @@ def test_configured_contract_address_without_code(
     assert contracts["error"] == f"ModelRegistry at {empty} holds no code"
 
 
-def test_configured_chain_id_differing_from_the_node(
-    stack: Stack, cli_env: dict[str, str]
-) -> None:
+def test_configured_chain_id_differing_from_the_node(stack: Stack, cli_env: dict[str, str]) -> None:
     result = run_cli("status", "--json", env={**cli_env, "PROVENANCE_CHAIN_ID": "1"})
     assert result.returncode == 1
     chain = json.loads(result.stdout)["chain"]

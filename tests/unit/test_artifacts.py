@@ -36,7 +36,10 @@ def test_check_notices_a_changed_artifact(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     result = run_check(tmp_path / "a")
     assert result.returncode == 1
-    assert result.stderr.strip() == "compile: ModelRegistry.json: deployedBytecode differs from a fresh compile"
+    assert (
+        result.stderr.strip()
+        == "compile: ModelRegistry.json: deployedBytecode differs from a fresh compile"
+    )
 
 
 def test_packaged_artifact_records_the_pinned_compiler() -> None:

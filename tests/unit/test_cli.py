@@ -7,7 +7,9 @@ from pathlib import Path
 PROVENANCE = Path(sys.executable).parent / "provenance"
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(PROVENANCE), *args], cwd=cwd, env=env or {"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,

@@ -24,7 +24,10 @@ def test_file_in_cwd_and_environment_overrides(tmp_path: Path) -> None:
         'state_dir = "st"\n[chain]\nrpc_url = "http://127.0.0.1:9999"\nchain_id = 5\n'
         '[ipfs]\napi = "http://127.0.0.1:5002"\n'
     )
-    env = {"PROVENANCE_RPC_URL": "https://rpc.example.invalid/v1", "DOCKER_HOST": "tcp://127.0.0.1:2375"}
+    env = {
+        "PROVENANCE_RPC_URL": "https://rpc.example.invalid/v1",
+        "DOCKER_HOST": "tcp://127.0.0.1:2375",
+    }
     config = load_config(env, cwd=tmp_path)
     assert config.source == tmp_path / "provenance.toml"
     assert config.state_dir == tmp_path / "st"
@@ -45,7 +48,10 @@ def test_provenance_config_variable_wins_over_cwd(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[chain]\nrpc_url = 'ftp://x'\n", "chain.rpc_url: Value error, expected an http(s) URL, got 'ftp://x'"),
+        (
+            "[chain]\nrpc_url = 'ftp://x'\n",
+            "chain.rpc_url: Value error, expected an http(s) URL, got 'ftp://x'",
+        ),
         ("[chain]\nchain_id = 0\n", "chain.chain_id: Input should be greater than 0"),
         ("[chain]\nprivate_key = '0xabc'\n", "chain.private_key: Extra inputs are not permitted"),
         (
@@ -75,7 +81,9 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
     assert str(info.value) == f"config file {tmp_path / 'nope.toml'} does not exist"
     with pytest.raises(ConfigError) as info:
         load_config({"PROVENANCE_CONFIG": "/nonexistent/p.toml"}, cwd=tmp_path)
-    assert str(info.value) == "PROVENANCE_CONFIG points at /nonexistent/p.toml, which does not exist"
+    assert (
+        str(info.value) == "PROVENANCE_CONFIG points at /nonexistent/p.toml, which does not exist"
+    )
 
 
 def test_bad_environment_value(tmp_path: Path) -> None:

@@ -115,11 +115,11 @@ def ensure_deployed(
         args = constructor_args(name, admin or deployer.address, open_registration)
         tx = factory.constructor(*args).build_transaction({"from": deployer.address})
         receipt = send(w3, deployer, dict(tx), what=f"deploying {name}")
-        address = receipt["contractAddress"]
-        if address is None:
+        created = receipt["contractAddress"]
+        if created is None:
             raise ChainError(f"deploying {name}: the receipt carries no contract address")
         contracts[name] = Deployed(
-            address=Web3.to_checksum_address(address),
+            address=Web3.to_checksum_address(created),
             transaction="0x" + receipt["transactionHash"].hex().removeprefix("0x"),
             block=receipt["blockNumber"],
             deployer=deployer.address,

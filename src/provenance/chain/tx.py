@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -26,7 +26,7 @@ def send(
     try:
         params.setdefault("nonce", w3.eth.get_transaction_count(account.address, "pending"))
         if "gas" not in params:
-            params["gas"] = int(w3.eth.estimate_gas(TxParams(**params)) * 1.2) + 10_000
+            params["gas"] = int(w3.eth.estimate_gas(cast(TxParams, params)) * 1.2) + 10_000
         if "maxFeePerGas" not in params and "gasPrice" not in params:
             base = w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0
             tip = w3.eth.max_priority_fee

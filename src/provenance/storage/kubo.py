@@ -28,7 +28,9 @@ class Kubo:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         headers = {"Authorization": auth} if auth else {}
-        self._http = httpx.Client(base_url=f"{self.api_url}/api/v0", headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=f"{self.api_url}/api/v0", headers=headers, timeout=timeout
+        )
         self._retries = retries
         self._backoff = backoff
 
