@@ -62,7 +62,7 @@ ln -sfn "$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" "$TOOLS/
 ln -sfn "$ROOT/scripts/solcjs-shim.js" "$TOOLS/bin/solcjs-shim"
 
 # --- kubo (the reference IPFS node) ----------------------------------------
-KUBO_VERSION="$(awk '$1=="github.com/ipfs/kubo"{print $2}' "$ROOT/tools/kubo/go.mod" | head -1)"
+KUBO_VERSION="$(grep -oE 'github\.com/ipfs/kubo v[0-9][^ ]*' "$ROOT/tools/kubo/go.mod" | head -1 | cut -d' ' -f2)"
 [[ -n "$KUBO_VERSION" ]] || die "tools/kubo/go.mod does not require github.com/ipfs/kubo"
 if command -v ipfs >/dev/null && [[ "$(command -v ipfs)" != "$TOOLS/bin/ipfs" && "$(command -v ipfs)" != "$VENV/bin/ipfs" ]]; then
   say "using ipfs from PATH: $(command -v ipfs) ($(ipfs version --number 2>/dev/null || echo '?'))"

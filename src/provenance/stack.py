@@ -391,9 +391,17 @@ class Stack:
             if self._stop(name):
                 stopped.append(name)
                 notify(f"stopped {name}")
-                if name == "dockerd":  # its runtime folder is ours alone; leave no trace
-                    shutil.rmtree(self.docker_run_dir, ignore_errors=True)
+                if name == "dockerd":
+                    self._release_docker_dirs()
         return stopped
+
+    def _release_docker_dirs(self) -> None:
+        """dockerd bind-mounts its data root onto itself and leaves that mount behind when it
+        exits; undo it, and remove the runtime folder (ours alone), so down leaves no trace."""
+        data = self.state_dir / "docker" / "data"
+        if os.path.ismount(data):
+            subprocess.run(["umount", str(data)], capture_output=True, check=False, timeout=30)
+        shutil.rmtree(self.docker_run_dir, ignore_errors=True)
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

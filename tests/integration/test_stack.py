@@ -113,6 +113,9 @@ def test_down_then_up_keeps_contracts_and_chain_state(tmp_path: Path) -> None:
     assert set(stopped) == set(started)
     assert not any(alive(pid) for pid in started.values())
     assert not list(first.run_dir.glob("*.json"))
+    if "dockerd" in started:  # down leaves no mount and no runtime folder behind
+        assert not os.path.ismount(config.state_dir / "docker" / "data")
+        assert not first.docker_run_dir.exists()
 
     second = Stack(config, tools())
     messages: list[str] = []
