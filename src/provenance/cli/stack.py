@@ -1,8 +1,4 @@
-"""The ``provenance`` command line: parse, build clients, call the API, print.
-
-Errors: every ProvenanceError is caught in :func:`main`, printed as one line, exit code 1.
-Nothing imports this module.
-"""
+"""Commands for the local stack and deployment: up, down, status, deploy."""
 
 from __future__ import annotations
 
@@ -15,68 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from provenance import __version__
-from provenance.config import Config, is_loopback_url, load_config
-from provenance.errors import ConfigError, ProvenanceError
-from provenance.stack import Stack, Tools
+from provenance.cli._common import config as _config
+from provenance.cli._common import out
+from provenance.cli._common import say as _say
+from provenance.cli._common import tools as _tools
+from provenance.config import is_loopback_url
+from provenance.errors import ConfigError
+from provenance.stack import Stack
 
-app = typer.Typer(
-    name="provenance",
-    help="Verifiable birth certificates and family trees for ML models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True)
-
-
-class _State:
-    config_path: Path | None = None
-
-
-_state = _State()
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"provenance {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="TOML config file (else PROVENANCE_CONFIG, ./provenance.toml, user config)",
-        ),
-    ] = None,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    _state.config_path = config
-
-
-def _config() -> Config:
-    return load_config(os.environ, cwd=Path.cwd(), explicit=_state.config_path)
-
-
-def _tools() -> Tools:
-    # The setup script links anvil and ipfs into the virtual environment's bin folder, and
-    # builds them into .tools/bin; look there before PATH.
-    here = Path(sys.executable).parent
-    folders = [here, Path(sys.prefix) / "bin"]
-    return Tools(search_path=tuple(dict.fromkeys(folders)), path_env=os.environ.get("PATH"))
-
-
-def _say(message: str) -> None:
-    out.print(f"[green]\u2714[/] {message}")
+app = typer.Typer()
 
 
 @app.command()
@@ -211,19 +156,3 @@ def _password(password_file: Path | None) -> str:
             "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
         )
     return getpass.getpass("keystore password: ")
-
-
-def main() -> None:
-    """Console-script entry point: one line and exit 1 for every ProvenanceError.
-
-    Usage errors are Typer's (exit 2); anything else is a bug and keeps its traceback.
-    """
-    try:
-        app()
-    except ProvenanceError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
