@@ -137,9 +137,20 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
             revokedParentAcknowledged: revokedParentAccepted
         });
 
-        emit ModelRegistered(id, registrant, r.certificateDigest, r.modelDigest, r.dataCommitment, revokedParentAccepted);
-        for (uint256 i; i < n; ++i) {
-            emit ParentLinked(id, parents[i].id, parents[i].relation);
+        if (n == 0) {
+            emit ModelRegistered(id, bytes32(0), registrant, r.certificateDigest, r.modelDigest, r.dataCommitment, Relation.FineTune);
+        } else {
+            emit ModelRegistered(
+                id, parents[0].id, registrant, r.certificateDigest, r.modelDigest, r.dataCommitment, parents[0].relation
+            );
+            for (uint256 i = 1; i < n; ++i) {
+                emit ParentLinked(id, parents[i].id, parents[i].relation);
+            }
+        }
+        if (revokedParentAccepted) {
+            for (uint256 i; i < n; ++i) {
+                if (_records[parents[i].id].status == Status.Revoked) emit RevokedParentAcknowledged(id, parents[i].id);
+            }
         }
     }
 

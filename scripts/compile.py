@@ -34,7 +34,7 @@ SOLC_VERSION = "0.8.37"
 SETTINGS: dict[str, Any] = {
     "evmVersion": "cancun",
     "optimizer": {"enabled": True, "runs": 20_000},
-    "viaIR": False,
+    "viaIR": True,
     "metadata": {"bytecodeHash": "ipfs", "appendCBOR": True},
     "outputSelection": {
         "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}
@@ -69,22 +69,25 @@ def find_compiler() -> Path:
     return SHIM
 
 
-def standard_input() -> dict[str, Any]:
+def standard_input(contracts: Path = CONTRACTS) -> dict[str, Any]:
     sources = {
         path.relative_to(ROOT).as_posix(): {"content": path.read_text(encoding="utf-8")}
-        for path in sorted(CONTRACTS.rglob("*.sol"))
+        for path in sorted(contracts.rglob("*.sol"))
     }
     if not sources:
-        raise CompileError(f"no .sol files under {CONTRACTS}")
+        raise CompileError(f"no .sol files under {contracts}")
     return {"language": "Solidity", "sources": sources, "settings": SETTINGS}
 
 
-def compile_contracts(compiler: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Compile every contract under contracts/; return artifacts keyed by contract name."""
+def compile_contracts(
+    compiler: Path | None = None, contracts: Path = CONTRACTS
+) -> dict[str, dict[str, Any]]:
+    """Compile every contract under ``contracts``; return artifacts keyed by contract name."""
     compiler = compiler or find_compiler()
+    prefix = contracts.relative_to(ROOT).as_posix() + "/"
     try:
         output = solcx.compile_standard(
-            standard_input(),
+            standard_input(contracts),
             base_path=NODE_MODULES,
             allow_paths=[NODE_MODULES],
             solc_binary=compiler,
@@ -99,7 +102,7 @@ def compile_contracts(compiler: Path | None = None) -> dict[str, dict[str, Any]]
     ]["version"]
     artifacts: dict[str, dict[str, Any]] = {}
     for source, contracts in sorted(output["contracts"].items()):
-        if not source.startswith("contracts/"):
+        if not source.startswith(prefix):
             continue
         for name, data in sorted(contracts.items()):
             bytecode = data["evm"]["bytecode"]["object"]

@@ -112,6 +112,12 @@ if (( WITH_APE )); then
     say ".venv-ape is up to date"
   fi
   ln -sfn "$TOOLS/bin/anvil" "$APE_VENV/bin/anvil"
+  # ape-solidity compiles through py-solc-x, which would download solc (unreachable here):
+  # give it the solc-js shim as its installed 0.8.37, and point it there by default.
+  mkdir -p "$APE_VENV/solcx"
+  ln -sfn "$TOOLS/bin/solcjs-shim" "$APE_VENV/solcx/solc-v0.8.37"
+  site="$("$APE_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+  echo "import os; os.environ.setdefault('SOLCX_BINARY_PATH', '$APE_VENV/solcx')" > "$site/provenance-solcx.pth"
 fi
 
 say "setup done: $("$VENV/bin/provenance" --version)"

@@ -58,18 +58,27 @@ interface IModelRegistry {
         bool revokedParentAcknowledged;
     }
 
-    /// @notice A model was registered.
+    /// @notice A model was registered. The first parent (lowest id) rides in this event, so a
+    ///         root or a single-parent model costs one log; every further parent gets a
+    ///         ParentLinked log. Topics line up (topic1 = child, topic2 = parent), so one
+    ///         `eth_getLogs` over both event signatures with topic2 = P lists P's children.
+    /// @param firstParent the first parent's id, zero for a root model.
+    /// @param firstRelation the first parent's relation (meaningless for a root model).
     event ModelRegistered(
         bytes32 indexed id,
+        bytes32 indexed firstParent,
         address indexed registrant,
-        bytes32 indexed certificateDigest,
+        bytes32 certificateDigest,
         bytes32 modelDigest,
         bytes32 dataCommitment,
-        bool revokedParentAcknowledged
+        Relation firstRelation
     );
 
-    /// @notice `child` was derived from `parent`; one event per parent, so children are found by topic.
+    /// @notice `child` was derived from `parent` (parents after the first).
     event ParentLinked(bytes32 indexed child, bytes32 indexed parent, Relation relation);
+
+    /// @notice `id` was registered with `parent` already revoked, which its registrant acknowledged.
+    event RevokedParentAcknowledged(bytes32 indexed id, bytes32 indexed parent);
 
     /// @notice A model was revoked, permanently.
     /// @param reasonDigest digest of the reason, e.g. of an incident report stored in IPFS.

@@ -7,6 +7,8 @@ prints its message as a one-line reason.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProvenanceError(Exception):
     """Base of every error provenance raises on purpose."""
@@ -28,15 +30,45 @@ class ChainError(ProvenanceError):
     """A chain interaction failed: deployment, transaction, inconsistent deployment file."""
 
 
+class ContractRevertError(ChainError):
+    """A contract call reverted with a custom error; ``error`` is its name, ``arguments`` its
+    decoded arguments by name (bytes32 as ``0x`` hex, addresses checksummed)."""
+
+    def __init__(self, contract: str, error: str, arguments: dict[str, Any]) -> None:
+        self.contract = contract
+        self.error = error
+        self.arguments = arguments
+        shown = ", ".join(f"{k}={v}" for k, v in arguments.items())
+        super().__init__(f"{contract} reverted: {error}({shown})")
+
+
 class KeyLoadError(ProvenanceError):
     """A signing key could not be loaded (missing keystore, wrong password, dev key off a dev chain)."""
+
+
+class IntegrityError(ProvenanceError):
+    """Content does not match its address: a block whose bytes do not hash to its CID, or a
+    block, DAG or CAR file that is malformed, truncated or incomplete."""
+
+
+class PolicyError(ProvenanceError):
+    """An operation is refused by policy, e.g. putting data marked confidential into IPFS."""
+
+
+class StorageError(ProvenanceError):
+    """Content could not be stored or retrieved: not in the store, not pinned, not a CID, or a
+    kind of content the storage layer does not handle (symlinks, sharded directories)."""
 
 
 __all__ = [
     "ChainError",
     "ConfigError",
+    "ContractRevertError",
+    "IntegrityError",
     "KeyLoadError",
+    "PolicyError",
     "PortInUseError",
     "ProvenanceError",
     "ServiceError",
+    "StorageError",
 ]
