@@ -614,3 +614,47 @@ def running_stack(stack: Stack, notify: Notify = _quiet) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
+
+
+@contextlib.contextmanager
+def ephemeral_anvil(
+    tools: Tools, *, chain_id: int = 31337, hardfork: str = "prague", timeout: float = 30.0
+) -> Iterator[str]:
+    """A throwaway anvil on a free loopback port, no state file; yields its RPC URL.
+
+    For benchmarks and tests that want a chain of their own; the stack's anvil is `Stack.up`.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        str(tools.find("anvil")), "--host", "127.0.0.1", "--port", str(port),
+        "--chain-id", str(chain_id), "--hardfork", hardfork, "--silent",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                message = (
+                    (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip()
+                )
+                raise ServiceError(
+                    f"anvil exited with code {proc.returncode} while starting: {message}"
+                )
+            try:
+                connect(url, timeout=2)
+                break
+            except ServiceError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from web3 import Web3
 
-from provenance.config import Config, load_config
+from provenance.config import Config, is_loopback_url, load_config
+from provenance.errors import ConfigError
 from provenance.stack import Tools
 
 out = Console()
@@ -35,4 +39,34 @@ def tools() -> Tools:
 
 
 def say(message: str) -> None:
-    out.print(f"[green]\u2714[/] {message}")
+    out.print(f"[green]\u2714[/] {message}", soft_wrap=True)
+
+
+def password(password_file: Path | None) -> str:
+    """The keystore password: a file, else PROVENANCE_KEYSTORE_PASSWORD, else a prompt."""
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {password_file}: {exc}") from exc
+    env = os.environ.get("PROVENANCE_KEYSTORE_PASSWORD")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
+        )
+    return getpass.getpass("keystore password: ")
+
+
+def signer(
+    w3: Web3, rpc_url: str, keystore: Path | None, password_file: Path | None, what: str
+) -> LocalAccount:
+    """The account that signs: an encrypted keystore, else anvil's dev account on a dev node."""
+    from provenance.chain.keys import dev_account, load_keystore
+
+    if keystore is not None:
+        return load_keystore(keystore, password(password_file))
+    if is_loopback_url(rpc_url):
+        return dev_account(w3)
+    raise ConfigError(f"{what} on a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +12,9 @@ import typer
 from rich.table import Table
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import out
+from provenance.cli._common import out, signer
 from provenance.cli._common import say as _say
 from provenance.cli._common import tools as _tools
-from provenance.config import is_loopback_url
-from provenance.errors import ConfigError
 from provenance.stack import Stack
 
 app = typer.Typer()
@@ -118,20 +114,11 @@ def deploy(
     """Deploy the contracts to a chain (a testnet, a private chain or the local anvil)."""
     from provenance.chain.client import connect
     from provenance.chain.deploy import ensure_deployed
-    from provenance.chain.keys import dev_account, load_keystore
 
     config = _config()
     url = rpc_url or config.chain.rpc_url
     w3 = connect(url)
-    key_path = keystore or config.chain.keystore
-    if key_path is not None:
-        account = load_keystore(key_path, _password(password_file))
-    elif is_loopback_url(url):
-        account = dev_account(w3)
-    else:
-        raise ConfigError(
-            "deploying to a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)"
-        )
+    account = signer(w3, url, keystore or config.chain.keystore, password_file, "deploying")
     target = deployment or config.deployment_file
     result, now = ensure_deployed(w3, account, target, open_registration=not allowlist, force=force)
     for name, record in result.contracts.items():
@@ -140,19 +127,3 @@ def deploy(
             f"{name} {verb} at {record.address} on chain {result.chain_id} (tx {record.transaction})"
         )
     out.print(f"deployment file: {target}")
-
-
-def _password(password_file: Path | None) -> str:
-    if password_file is not None:
-        try:
-            return password_file.read_text(encoding="utf-8").rstrip("\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read password file {password_file}: {exc}") from exc
-    env = os.environ.get("PROVENANCE_KEYSTORE_PASSWORD")
-    if env is not None:
-        return env
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
-        )
-    return getpass.getpass("keystore password: ")

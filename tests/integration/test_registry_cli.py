@@ -1,0 +1,118 @@
+"""`provenance register / show / revoke / tree` against the session stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import rfc8785
+
+from provenance.stack import Stack
+
+from .test_stack import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def certificate(folder: Path, name: str, parents: list[dict[str, str]] | None = None) -> Path:
+    doc: dict[str, object] = {
+        "record_type": "birth-certificate",
+        "model_name": name,
+        "model": {"digest": "sha256:" + os.urandom(32).hex()},
+        "data": {"commitment": "sha256:" + os.urandom(32).hex()},
+    }
+    if parents:
+        doc["parents"] = parents
+    path = folder / f"{name.replace(' ', '-')}.json"
+    path.write_text(json.dumps(doc, indent=4))
+    return path
+
+
+def cli_json(env: dict[str, str], *args: str) -> dict[str, object]:
+    result = run_cli(*args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_parent_and_child_from_the_cli(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    alpha_path = certificate(tmp_path, "Model Alpha")
+    alpha = cli_json(cli_env, "register", str(alpha_path))
+    expected_digest = hashlib.sha256(rfc8785.dumps(json.loads(alpha_path.read_text()))).hexdigest()
+    assert alpha["certificate_digest"] == "sha256:" + expected_digest
+    assert alpha["already_registered"] is False
+
+    beta_path = certificate(
+        tmp_path, "Model Beta", [{"id": str(alpha["id"]), "relation": "transfer"}]
+    )
+    beta = cli_json(cli_env, "register", str(beta_path))
+    again = cli_json(cli_env, "register", str(beta_path))
+    assert again["id"] == beta["id"] and again["already_registered"] is True
+
+    shown = cli_json(cli_env, "show", str(beta["id"]))
+    assert shown["status"] == "active" and shown["tainted"] is False
+    assert shown["parents"] == [{"id": alpha["id"], "relation": "transfer"}]
+    beta_doc = json.loads(beta_path.read_text())
+    assert shown["model_digest"] == beta_doc["model"]["digest"]
+    assert shown["data_commitment"] == beta_doc["data"]["commitment"]
+
+    result = run_cli("revoke", str(alpha["id"]), "--reason", "poisoned rows", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    reason = hashlib.sha256(b"poisoned rows").hexdigest()
+    assert f"reason sha256:{reason}" in result.stdout
+
+    tree = json.loads(run_cli("tree", str(alpha["id"]), "--format", "json", env=cli_env).stdout)
+    assert tree["status"] == "revoked"
+    assert tree["children"] == [
+        {"id": beta["id"], "relation": "transfer", "status": "tainted", "children": []}
+    ]
+    text = run_cli("tree", str(beta["id"]), env={**cli_env, "COLUMNS": "200"})
+    assert text.returncode == 0
+    assert "tainted" in text.stdout and "← transfer" in text.stdout and "revoked" in text.stdout
+
+    again_revoke = run_cli("revoke", str(alpha["id"]), "--reason", "x", env=cli_env)
+    assert again_revoke.returncode == 1
+    assert (
+        again_revoke.stderr.strip()
+        == f"error: ModelRegistry reverted: AlreadyRevoked(id={alpha['id']})"
+    )
+
+
+def test_cli_errors_are_one_line(stack: Stack, cli_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model_name": "no digest"}))
+    cases = [
+        (("register", str(bad)), f"error: certificate {bad} has no model.digest"),
+        (
+            ("register", str(tmp_path / "missing.json")),
+            f"error: certificate {tmp_path / 'missing.json'} does not exist",
+        ),
+        (("show", "0x1234"), "error: model id must be 32 bytes, got 2"),
+        (
+            ("show", "0x" + "ab" * 32),
+            f"error: model 0x{'ab' * 32} is not registered on chain 31337",
+        ),
+        (
+            ("tree", "0x" + "ab" * 32, "--format", "svg"),
+            "error: unknown format 'svg'; use text or json",
+        ),
+    ]
+    ghost = tmp_path / "ghost.json"
+    ghost_parent = "0x" + "cd" * 32
+    ghost.write_text(
+        json.dumps({"model": {"digest": "sha256:" + "11" * 32}, "parents": [{"id": ghost_parent}]})
+    )
+    cases.append(
+        (
+            ("register", str(ghost)),
+            f"error: ModelRegistry reverted: ParentNotFound(parentId={ghost_parent})",
+        )
+    )
+    for args, message in cases:
+        result = run_cli(*args, env=cli_env)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert result.stderr.strip() == message
