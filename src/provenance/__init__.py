@@ -1,4 +1,98 @@
-"""provenance: verifiable birth certificates and family trees for ML models."""
+"""provenance: verifiable birth certificates and family trees for ML models.
+
+The public API is listed in ``__all__``; names load lazily, so ``import provenance`` stays cheap
+(web3 is imported only when a chain name is first used).
+
+    from provenance import Registry, Registration, Parent, Transactor, connect, dev_account
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+_LAZY = {
+    "ChainError": "provenance.errors",
+    "ConfigError": "provenance.errors",
+    "ContractRevertError": "provenance.errors",
+    "ProvenanceError": "provenance.errors",
+    "ServiceError": "provenance.errors",
+    "Config": "provenance.config",
+    "load_config": "provenance.config",
+    "Stack": "provenance.stack",
+    "Deployment": "provenance.chain",
+    "LineageIndex": "provenance.chain",
+    "ModelRecord": "provenance.chain",
+    "Parent": "provenance.chain",
+    "Registration": "provenance.chain",
+    "Registry": "provenance.chain",
+    "Relation": "provenance.chain",
+    "Status": "provenance.chain",
+    "Transactor": "provenance.chain",
+    "connect": "provenance.chain",
+    "dev_account": "provenance.chain",
+    "ensure_deployed": "provenance.chain",
+    "load_keystore": "provenance.chain",
+}
+
+__all__ = [
+    "ChainError",
+    "Config",
+    "ConfigError",
+    "ContractRevertError",
+    "Deployment",
+    "LineageIndex",
+    "ModelRecord",
+    "Parent",
+    "ProvenanceError",
+    "Registration",
+    "Registry",
+    "Relation",
+    "ServiceError",
+    "Stack",
+    "Status",
+    "Transactor",
+    "__version__",
+    "connect",
+    "dev_account",
+    "ensure_deployed",
+    "load_config",
+    "load_keystore",
+]
+
+if TYPE_CHECKING:
+    from provenance.chain import (
+        Deployment,
+        LineageIndex,
+        ModelRecord,
+        Parent,
+        Registration,
+        Registry,
+        Relation,
+        Status,
+        Transactor,
+        connect,
+        dev_account,
+        ensure_deployed,
+        load_keystore,
+    )
+    from provenance.config import Config, load_config
+    from provenance.errors import (
+        ChainError,
+        ConfigError,
+        ContractRevertError,
+        ProvenanceError,
+        ServiceError,
+    )
+    from provenance.stack import Stack
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'provenance' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -21,7 +21,6 @@ from web3 import Web3
 
 from provenance.chain.client import connect
 from provenance.chain.index import LineageIndex
-from provenance.chain.registry import Registry
 from provenance.chain.types import Parent, Registration, Relation, Status
 from provenance.errors import ContractRevertError
 from provenance.stack import Stack

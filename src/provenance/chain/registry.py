@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from eth_account.messages import encode_typed_data
@@ -32,6 +33,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from provenance.chain.artifacts import load_artifact
+from provenance.chain.deploy import Deployment
 from provenance.chain.tx import Transactor, decode_revert, revert_data
 from provenance.chain.types import (
     EIP712_NAME,
@@ -95,6 +97,22 @@ class Registry:
         self._events = {
             event_abi_to_log_topic(cast(ABIEvent, e)): e for e in self.abi if e["type"] == "event"
         }
+
+    @classmethod
+    def from_deployment(
+        cls, w3: Web3, deployment_file: Path, transactor: Transactor | None = None
+    ) -> Registry:
+        """The registry recorded in a deployment file (as written by `provenance up`/`deploy`)."""
+        deployment = Deployment.read(deployment_file)
+        if deployment is None or CONTRACT not in deployment.contracts:
+            raise ChainError(f"no {CONTRACT} in deployment file {deployment_file}")
+        if deployment.chain_id != w3.eth.chain_id:
+            raise ChainError(
+                f"deployment file {deployment_file} is for chain {deployment.chain_id}, but the "
+                f"RPC serves chain {w3.eth.chain_id}"
+            )
+        record = deployment.contracts[CONTRACT]
+        return cls(w3, record.address, transactor, from_block=record.block)
 
     # ------------------------------------------------------------ reads
     def _call(self, fn: Any) -> Any:
