@@ -416,3 +416,51 @@ def test_index_resumes_after_restart_and_resyncs_after_a_reorg(
         assert result.reset is True
         assert index.get(second) is None
         assert set(index.all_ids()) == {first, third}
+
+
+# ------------------------------------------------------- inherited surfaces
+def test_eip712_domain_and_interfaces(registry: Registry, w3: Web3) -> None:
+    _fields, name, version, chain_id, contract, _salt, _extensions = (
+        registry.contract.functions.eip712Domain().call()
+    )
+    assert (name, version, chain_id, contract) == (
+        "provenance ModelRegistry",
+        "1",
+        w3.eth.chain_id,
+        registry.address,
+    )
+    functions = registry.contract.functions
+    assert functions.supportsInterface(bytes.fromhex("7965db0b")).call() is True  # IAccessControl
+    assert functions.supportsInterface(bytes.fromhex("01ffc9a7")).call() is True  # ERC-165
+    assert functions.supportsInterface(bytes.fromhex("ffffffff")).call() is False
+    assert functions.REGISTRANT_ROLE().call() == keccak(text="REGISTRANT_ROLE")
+    assert functions.AUDITOR_ROLE().call() == keccak(text="AUDITOR_ROLE")
+
+
+def test_renouncing_a_role_only_for_oneself(allowlisted: Registry) -> None:
+    role = keccak(text="REGISTRANT_ROLE")
+    allowlisted.grant_role("registrant", ALICE.address)
+    bob = as_user(allowlisted, BOB)
+    with pytest.raises(ContractRevertError) as info:
+        bob._send(bob.contract.functions.renounceRole(role, ALICE.address), "renounce")
+    assert revert(info) == ("AccessControlBadConfirmation", {})
+    alice = as_user(allowlisted, ALICE)
+    alice._send(alice.contract.functions.renounceRole(role, ALICE.address), "renounce")
+    assert allowlisted.has_role("registrant", ALICE.address) is False
+
+
+def test_a_read_only_client_refuses_to_write(registry: Registry) -> None:
+    reader = Registry(registry.w3, registry.address)
+    with pytest.raises(
+        ChainError, match=r"^this Registry was built without a Transactor; it can only read$"
+    ):
+        reader.register(registration())
+
+
+def test_from_deployment_checks_the_chain(registry: Registry, w3: Web3, tmp_path: Path) -> None:
+    from provenance.chain.deploy import Deployment
+
+    path = tmp_path / "d.json"
+    Deployment(chain_id=5).write(path)
+    with pytest.raises(ChainError, match=rf"^no ModelRegistry in deployment file {path}$"):
+        Registry.from_deployment(w3, path)
