@@ -13,14 +13,14 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from provenance.chain.deploy import ensure_deployed
-from provenance.chain.keys import ANVIL_DEV_KEYS
+from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
 from provenance.chain.types import Parent, Registration
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ADMIN, ALICE, BOB, MALLORY = (Account.from_key(k) for k in ANVIL_DEV_KEYS)
+ADMIN, ALICE, BOB, MALLORY = (Account.from_key(anvil_dev_key(i)) for i in range(4))
 
 _transactors: dict[tuple[int, str], Transactor] = {}
 

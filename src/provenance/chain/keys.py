@@ -6,24 +6,29 @@ A plaintext key is never read from configuration.
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import requests
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from provenance.errors import KeyLoadError
 
-# The first of anvil's default dev accounts (mnemonic "test test ... junk"); public knowledge,
-# accepted only on a chain whose node reports this account as its own (a dev node).
-ANVIL_DEV_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-)
+# anvil's dev accounts derive from its default mnemonic (public knowledge); they are accepted
+# only on a chain whose node reports the account as its own (a dev node).
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+@cache
+def anvil_dev_key(index: int) -> bytes:
+    """The private key of anvil's dev account ``index`` (BIP-44 path m/44'/60'/0'/0/index)."""
+    return bytes(key_from_seed(seed_from_mnemonic(ANVIL_MNEMONIC, ""), f"m/44'/60'/0'/0/{index}"))
+
+
 
 
 def load_keystore(path: Path, password: str) -> LocalAccount:
@@ -44,7 +49,7 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
 
 def dev_account(w3: Web3, index: int = 0) -> LocalAccount:
     """Anvil dev account ``index``; refused unless the node itself holds that account."""
-    account: LocalAccount = Account.from_key(ANVIL_DEV_KEYS[index])
+    account: LocalAccount = Account.from_key(anvil_dev_key(index))
     try:
         node_accounts = {a.lower() for a in w3.eth.accounts}
     except (requests.RequestException, Web3Exception, ValueError) as exc:
