@@ -70,9 +70,11 @@ def find_compiler() -> Path:
 
 
 def standard_input(contracts: Path = CONTRACTS) -> dict[str, Any]:
+    # hidden folders are not ours: ape-solidity caches dependencies in contracts/.cache/
     sources = {
         path.relative_to(ROOT).as_posix(): {"content": path.read_text(encoding="utf-8")}
         for path in sorted(contracts.rglob("*.sol"))
+        if not any(part.startswith(".") for part in path.relative_to(contracts).parts)
     }
     if not sources:
         raise CompileError(f"no .sol files under {contracts}")
