@@ -29,8 +29,6 @@ def anvil_dev_key(index: int) -> bytes:
     return bytes(key_from_seed(seed_from_mnemonic(ANVIL_MNEMONIC, ""), f"m/44'/60'/0'/0/{index}"))
 
 
-
-
 def load_keystore(path: Path, password: str) -> LocalAccount:
     """Decrypt an eth-account keyfile; a wrong password or a broken file raises KeyLoadError."""
     try:
