@@ -14,8 +14,16 @@ apply. Environment variables override the file:
 ``PROVENANCE_IPFS_API``        ``[ipfs] api``
 ``PROVENANCE_IPFS_GATEWAY``    ``[ipfs] gateway``
 ``PROVENANCE_IPFS_AUTH``       ``[ipfs] auth`` (an Authorization header value)
+``PROVENANCE_IPFS_BACKEND``    ``[ipfs] backend``: ``auto``, ``kubo`` or ``local``
+``PROVENANCE_IPFS_STORE``      ``[ipfs] store`` (the local store's folder)
 ``DOCKER_HOST``                ``[docker] host``
 =============================  ===============================
+
+Content storage (``provenance ipfs ...``) goes to a kubo node or to the embedded local store
+(``[ipfs] store``, default ``<state_dir>/blocks``). ``backend = "auto"`` (the default) means
+kubo when ``[ipfs] api`` is set explicitly, in the file or by ``PROVENANCE_IPFS_API``, or when
+the local stack (``provenance up``) runs kubo, and the local store otherwise: a machine with no
+IPFS node stores locally, and CIDs are the same either way. ``kubo`` or ``local`` forces one.
 
 Keys never live here: a keystore *path* may, the key itself comes from an encrypted keystore
 (or, on the local dev chain only, anvil's dev accounts).
@@ -28,7 +36,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -78,6 +86,8 @@ class IpfsSettings(_Section):
     swarm_port: Annotated[int, Field(ge=0, le=65535)] = 4001
     auth: str | None = None
     timeout: Annotated[float, Field(gt=0)] = 60.0
+    backend: Literal["auto", "kubo", "local"] = "auto"
+    store: Path | None = None
 
     _url = field_validator("api", "gateway")(_check_http_url)
 
@@ -100,6 +110,19 @@ class Config(_Section):
     def deployment_file(self) -> Path:
         return self.chain.deployment or self.state_dir / "deployment.json"
 
+    @property
+    def ipfs_backend(self) -> Literal["kubo", "local"]:
+        """The storage backend in force: ``[ipfs] backend``, or for ``auto``, kubo when
+        ``[ipfs] api`` was set explicitly and the local store otherwise."""
+        if self.ipfs.backend != "auto":
+            return self.ipfs.backend
+        return "kubo" if "api" in self.ipfs.model_fields_set else "local"
+
+    @property
+    def ipfs_store(self) -> Path:
+        """The local store's folder."""
+        return self.ipfs.store or self.state_dir / "blocks"
+
 
 _ENV: dict[str, tuple[str, ...]] = {
     "PROVENANCE_STATE_DIR": ("state_dir",),
@@ -111,6 +134,8 @@ _ENV: dict[str, tuple[str, ...]] = {
     "PROVENANCE_IPFS_API": ("ipfs", "api"),
     "PROVENANCE_IPFS_GATEWAY": ("ipfs", "gateway"),
     "PROVENANCE_IPFS_AUTH": ("ipfs", "auth"),
+    "PROVENANCE_IPFS_BACKEND": ("ipfs", "backend"),
+    "PROVENANCE_IPFS_STORE": ("ipfs", "store"),
     "DOCKER_HOST": ("docker", "host"),
 }
 
@@ -160,6 +185,9 @@ def load_config(
     for key in ("keystore", "deployment"):
         if chain.get(key):
             chain[key] = _resolve(base, chain[key])
+    ipfs = data.get("ipfs", {})
+    if isinstance(ipfs, dict) and ipfs.get("store"):
+        ipfs["store"] = _resolve(base, ipfs["store"])
     data["source"] = source
     try:
         return Config.model_validate(data)

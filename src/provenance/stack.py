@@ -348,6 +348,10 @@ class Stack:
             return None
         return data
 
+    def is_running(self, name: str) -> bool:
+        """True when ``up`` started ``name`` (anvil, ipfs, dockerd) and it still runs."""
+        return self._running(name)
+
     def _running(self, name: str) -> bool:
         """True when the process recorded for ``name`` is alive and is that program."""
         record = self._record(name)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from provenance import __version__
-from provenance.cli import registry, stack
+from provenance.cli import ipfs, registry, stack
 from provenance.cli._common import err, out, state
 from provenance.errors import ProvenanceError
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 for _group in (stack.app, registry.app):
     for _command in _group.registered_commands:
         app.registered_commands.append(_command)
+app.add_typer(ipfs.app, name="ipfs")
 
 
 def _version(value: bool) -> None:

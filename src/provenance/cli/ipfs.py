@@ -1,0 +1,140 @@
+"""Commands for content storage: ``provenance ipfs add / get / export / import``.
+
+The backend is the configured one (``[ipfs] backend``; by default kubo when ``[ipfs] api`` is
+set or the local stack runs kubo, else the local store). CIDs are the same either way; every retrieval is verified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from provenance.cli._common import config as _config
+from provenance.cli._common import err
+from provenance.cli._common import say as _say
+from provenance.cli._common import tools as _tools
+from provenance.errors import StorageError
+from provenance.stack import Stack
+from provenance.storage import Storage, cid_of_path, open_storage
+from provenance.storage.protocol import Progress as Advance
+
+app = typer.Typer(
+    help="Content-addressed storage in IPFS (kubo, or the local store when no kubo is set).",
+    no_args_is_help=True,
+)
+
+LARGE = 16 << 20
+"""Transfers from this size on show a progress bar (on a terminal)."""
+
+
+@contextmanager
+def _storage() -> Iterator[Storage]:
+    config = _config()
+    storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+@contextmanager
+def _progress(what: str, total: int | None) -> Iterator[Advance | None]:
+    """A transient progress bar on stderr for large transfers (``total`` None: unknown)."""
+    if not err.is_terminal or (total is not None and total < LARGE):
+        yield None
+        return
+    columns = [
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="A file or a directory (added recursively).")],
+    only_hash: Annotated[
+        bool, typer.Option("--only-hash", help="Only compute the CID; store nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Store a file or directory and print its CID (the one `ipfs add --cid-version=1` gives)."""
+    if not path.exists():
+        raise StorageError(f"{path} does not exist")
+    size = _size(path)
+    stored_in = None
+    if only_hash:
+        cid = cid_of_path(path)
+    else:
+        config = _config()
+        with _storage() as storage, _progress("adding", size) as progress:
+            cid = storage.put_path(path, progress=progress)
+        backend = config.ipfs_backend
+        location = config.ipfs.api if backend == "kubo" else str(config.ipfs_store)
+        stored_in = {"backend": backend, "location": location}
+    if as_json:
+        report = {"cid": cid, "path": str(path), "size": size, "stored_in": stored_in}
+        sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(cid + "\n")
+
+
+@app.command()
+def get(
+    cid: Annotated[str, typer.Argument(help="The CID of a file or directory.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write it (must not exist).")
+    ],
+) -> None:
+    """Fetch a file or directory, verifying every block against its CID."""
+    with _storage() as storage, _progress("getting", None) as progress:
+        storage.get_path(cid, output, progress=progress)
+    _say(f"wrote {output}")
+
+
+@app.command("export")
+def export_car(
+    cid: Annotated[str, typer.Argument(help="The root CID of the DAG to export.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The CAR file to write.")],
+) -> None:
+    """Write a DAG as a CAR v1 file (what `ipfs dag import` reads), verifying every block."""
+    with _storage() as storage, _progress("exporting", None) as progress:
+        storage.export_car(cid, output, progress=progress)
+    _say(f"wrote {output}")
+
+
+@app.command("import")
+def import_car(
+    car: Annotated[Path, typer.Argument(help="A CAR v1 or v2 file.")],
+) -> None:
+    """Store the blocks of a CAR file (each verified first) and pin its roots; prints them."""
+    if not car.is_file():
+        raise StorageError(f"{car} does not exist")
+    with _storage() as storage, _progress("importing", car.stat().st_size) as progress:
+        roots = storage.import_car(car, progress=progress)
+    sys.stdout.write("".join(root + "\n" for root in roots))

@@ -1,0 +1,106 @@
+"""Verified, read-only retrieval from an IPFS HTTP gateway (the trustless gateway protocol).
+
+A gateway's plain responses (``/ipfs/<cid>``) cannot be checked, so content is requested as a
+CAR (``Accept: application/vnd.ipld.car; order=dfs; dups=y``): blocks arrive in depth-first
+order, repeated blocks included, and each is hashed and checked against its CID before the file
+or tree is rebuilt from it. A block missing from the stream is fetched alone
+(``?format=raw``) and checked the same way. Auditors without an IPFS node use this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from provenance.storage import cid as cids
+from provenance.storage import unixfs
+from provenance.storage.car import CarBlockSource, CarReader, CarWriter, chunk_reader, writing
+from provenance.storage.http import Endpoint
+from provenance.storage.protocol import Progress
+
+CAR_ACCEPT = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+RAW_ACCEPT = "application/vnd.ipld.raw"
+
+
+class Gateway:
+    """A trustless IPFS gateway at ``url`` (e.g. kubo's ``http://127.0.0.1:8080``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = Endpoint(
+            self.url,
+            f"IPFS gateway {self.url}",
+            headers={"Authorization": auth} if auth else None,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+        )
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def block(self, cid: bytes) -> bytes:
+        """One block (binary CID), verified against its CID."""
+        data = self._raw_block(cid)
+        cids.verify_block(cid, data, self.url)
+        return data
+
+    def _raw_block(self, cid: bytes) -> bytes:
+        path = f"/ipfs/{cids.to_str(cid)}"
+        return self._http.call(
+            "GET", path, path, params={"format": "raw"}, headers={"Accept": RAW_ACCEPT}
+        ).content
+
+    @contextmanager
+    def _blocks(self, root: bytes) -> Iterator[CarBlockSource]:
+        path = f"/ipfs/{cids.to_str(root)}"
+        with self._http.stream("GET", path, path, headers={"Accept": CAR_ACCEPT}) as response:
+            reader = CarReader(chunk_reader(self._http.chunks(response, path)), self.url)
+            yield CarBlockSource(reader, self._raw_block, self.url)
+
+    def cat(self, cid: str, *, progress: Progress | None = None) -> Iterator[bytes]:
+        root = cids.parse(cid)
+        with self._blocks(root) as fetch:
+            for chunk in unixfs.read_file(fetch, root):
+                if progress is not None:
+                    progress(len(chunk))
+                yield chunk
+
+    def get_bytes(self, cid: str, *, max_size: int = 64 << 20) -> bytes:
+        return unixfs.gather(self.cat(cid), cid, max_size)
+
+    def get_path(self, cid: str, dest: Path, *, progress: Progress | None = None) -> None:
+        root = cids.parse(cid)
+        with self._blocks(root) as fetch:
+            unixfs.write_tree(fetch, root, dest, progress)
+
+    def export_car(
+        self, cid: str, out: BinaryIO | Path, *, progress: Progress | None = None
+    ) -> None:
+        root = cids.parse(cid)
+        with self._blocks(root) as fetch, writing(out) as f:
+            writer = CarWriter(f, [root])
+            for block_cid, block in unixfs.walk_blocks(fetch, root):
+                n = writer.add(block_cid, block)
+                if progress is not None:
+                    progress(n)
