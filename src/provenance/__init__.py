@@ -4,6 +4,7 @@ The public API is listed in ``__all__``; names load lazily, so ``import provenan
 (web3 is imported only when a chain name is first used).
 
     from provenance import Registry, Registration, Parent, Transactor, connect, dev_account
+    from provenance import track, Certificate, load_certificate, manifest_of
 """
 
 from __future__ import annotations
@@ -35,14 +36,34 @@ _LAZY = {
     "dev_account": "provenance.chain",
     "ensure_deployed": "provenance.chain",
     "load_keystore": "provenance.chain",
+    "CaptureError": "provenance.errors",
+    "CertificateError": "provenance.errors",
+    "IntegrityError": "provenance.errors",
+    "SignatureError": "provenance.errors",
+    "Certificate": "provenance.certificate",
+    "SignedCertificate": "provenance.certificate",
+    "load_certificate": "provenance.certificate",
+    "sign_certificate": "provenance.certificate",
+    "verify_certificate_signature": "provenance.certificate",
+    "FileManifest": "provenance.manifest",
+    "TableManifest": "provenance.manifest",
+    "manifest_of": "provenance.manifest",
+    "open_table": "provenance.manifest",
+    "Run": "provenance.capture",
+    "track": "provenance.capture",
 }
 
 __all__ = [
+    "CaptureError",
+    "Certificate",
+    "CertificateError",
     "ChainError",
     "Config",
     "ConfigError",
     "ContractRevertError",
     "Deployment",
+    "FileManifest",
+    "IntegrityError",
     "LineageIndex",
     "ModelRecord",
     "Parent",
@@ -50,19 +71,37 @@ __all__ = [
     "Registration",
     "Registry",
     "Relation",
+    "Run",
     "ServiceError",
+    "SignatureError",
+    "SignedCertificate",
     "Stack",
     "Status",
+    "TableManifest",
     "Transactor",
     "__version__",
     "connect",
     "dev_account",
     "ensure_deployed",
+    "load_certificate",
     "load_config",
     "load_keystore",
+    "manifest_of",
+    "open_table",
+    "sign_certificate",
+    "track",
+    "verify_certificate_signature",
 ]
 
 if TYPE_CHECKING:
+    from provenance.capture import Run, track
+    from provenance.certificate import (
+        Certificate,
+        SignedCertificate,
+        load_certificate,
+        sign_certificate,
+        verify_certificate_signature,
+    )
     from provenance.chain import (
         Deployment,
         LineageIndex,
@@ -80,12 +119,17 @@ if TYPE_CHECKING:
     )
     from provenance.config import Config, load_config
     from provenance.errors import (
+        CaptureError,
+        CertificateError,
         ChainError,
         ConfigError,
         ContractRevertError,
+        IntegrityError,
         ProvenanceError,
         ServiceError,
+        SignatureError,
     )
+    from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
     from provenance.stack import Stack
 
 

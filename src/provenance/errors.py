@@ -60,7 +60,22 @@ class StorageError(ProvenanceError):
     kind of content the storage layer does not handle (symlinks, sharded directories)."""
 
 
+class CertificateError(ProvenanceError):
+    """A certificate or one of its parts (digest text, manifest, dataset selection, row proof)
+    is malformed, inconsistent with itself, or does not fit the schema."""
+
+
+class SignatureError(CertificateError):
+    """A certificate's EIP-712 signature does not recover to its creator (or is missing)."""
+
+
+class CaptureError(ProvenanceError):
+    """Capturing a training run failed (in strict mode; otherwise failures become warnings)."""
+
+
 __all__ = [
+    "CaptureError",
+    "CertificateError",
     "ChainError",
     "ConfigError",
     "ContractRevertError",
@@ -70,5 +85,6 @@ __all__ = [
     "PortInUseError",
     "ProvenanceError",
     "ServiceError",
+    "SignatureError",
     "StorageError",
 ]

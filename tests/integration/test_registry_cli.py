@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import rfc8785
 
+from provenance.certificate import (
+    Certificate,
+    ModelArtifact,
+    ParentLink,
+    TrainingData,
+    timestamp,
+    to_json,
+)
+from provenance.manifest import FileEntry, FileManifest, dataset_record, table_manifest
 from provenance.stack import Stack
 
 from .test_stack import run_cli
@@ -18,16 +29,20 @@ pytestmark = pytest.mark.integration
 
 
 def certificate(folder: Path, name: str, parents: list[dict[str, str]] | None = None) -> Path:
-    doc: dict[str, object] = {
-        "record_type": "birth-certificate",
-        "model_name": name,
-        "model": {"digest": "sha256:" + os.urandom(32).hex()},
-        "data": {"commitment": "sha256:" + os.urandom(32).hex()},
-    }
-    if parents:
-        doc["parents"] = parents
+    """A real (unsigned) certificate of schema v1 with random model and data digests."""
+    model = FileManifest.of(
+        [FileEntry(path="model.bin", size=32, digest="sha256:" + os.urandom(32).hex())]
+    )
+    data, _ = dataset_record("train", table_manifest(pd.DataFrame({"x": [os.urandom(8).hex()]})))
+    body = Certificate(
+        model_name=name,
+        created_at=timestamp(dt.datetime.now(dt.UTC)),
+        parents=tuple(ParentLink.model_validate(p) for p in parents or []),
+        model=ModelArtifact(digest=model.root, manifest=model),
+        data=TrainingData.of((data,)),
+    )
     path = folder / f"{name.replace(' ', '-')}.json"
-    path.write_text(json.dumps(doc, indent=4))
+    path.write_text(to_json(body))
     return path
 
 

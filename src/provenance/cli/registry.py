@@ -79,9 +79,19 @@ def certificate_registration(
 ) -> tuple[Registration, dict[str, Any]]:
     """The registration a certificate file commits to.
 
-    The certificate digest is the sha-256 of its RFC 8785 canonical bytes. The fields read are
-    ``model.digest``, ``data.commitment`` (optional) and ``parents[].id`` / ``.relation``.
+    A certificate of schema v1 (a signed envelope or a bare body, see
+    :mod:`provenance.certificate`) is validated, its signature checked, and registered by its
+    body's digest (SHA-256 of the RFC 8785 canonical bytes). The older minimal form
+    (``model.digest``, optional ``data.commitment`` and ``parents[].id`` / ``.relation``, no
+    ``version``) is still accepted; its digest is over the whole document.
     """
+    from provenance.certificate import (
+        SignedCertificate,
+        body_of,
+        parse_certificate,
+        verify_certificate_signature,
+    )
+
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -90,6 +100,11 @@ def certificate_registration(
         raise ConfigError(f"certificate {path} is not readable JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"certificate {path} must be a JSON object")
+    if "version" in document or "certificate" in document:
+        parsed = parse_certificate(document, f"certificate {path}")
+        if isinstance(parsed, SignedCertificate):
+            verify_certificate_signature(parsed)
+        return body_of(parsed).registration(acknowledge_revoked), document
     try:
         model_digest = document["model"]["digest"]
     except (KeyError, TypeError):

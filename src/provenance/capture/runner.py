@@ -1,0 +1,210 @@
+"""Zero-code capture: run a training command with an audit hook in its Python processes.
+
+:func:`run_traced` starts the command with ``capture/_hook`` first on PYTHONPATH, so every
+Python process of the job (children included) loads its ``sitecustomize``, which records each
+file opened for reading or writing (``sys.addaudithook``, event ``open``, and ``os.rename``
+targets) into an events file. The hook costs one string comparison per audit event and one
+small write per distinct file, so the job is not slowed noticeably. After the command exits,
+:func:`certify_command` hashes what was read (inputs) and written (outputs) and fills a
+:class:`~provenance.capture.tracker.Run`.
+
+Not seen: files opened by native code without Python's ``open`` (e.g. pyarrow's own file
+system behind ``pandas.read_parquet(path)``), processes that are not Python or run with
+``-I``/``-S``. A missing trace is a warning in the certificate (an error with ``strict``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenance.capture.tracker import Run
+from provenance.certificate import EntryPoint, timestamp
+from provenance.errors import CaptureError, ProvenanceError
+from provenance.hashing import format_digest, hash_file
+from provenance.manifest import FileManifest, manifest_of_files
+
+HOOK_DIR = Path(__file__).resolve().parent / "_hook"
+EVENTS_VARIABLE = "PROVENANCE_CAPTURE_EVENTS"
+CODE_SUFFIXES = (".py", ".pyi", ".pyx", ".ipynb", ".so", ".pth")
+SYSTEM_PREFIXES = ("/usr/", "/etc/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/nix/store/")
+"""Files of the operating system (time zones, certificates, shared libraries) are not inputs."""
+
+
+@dataclass(frozen=True)
+class Traced:
+    """What a traced command did."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    exit_code: int
+    started_at: str
+    ended_at: str
+    reads: tuple[Path, ...]  # read, never written: the inputs
+    writes: tuple[Path, ...]  # written (and existing at the end): the outputs
+    intermediates: tuple[Path, ...]  # written and read, e.g. data the job prepared itself
+    entry_point: Path | None
+    python_processes: int
+    problems: tuple[str, ...]
+
+
+def run_traced(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    events_file: Path,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> Traced:
+    """Run ``argv`` (stdin, stdout, stderr inherited) with file tracing; ``env`` is the child's
+    whole environment (the caller decides; this module reads none)."""
+    if not argv:
+        raise CaptureError("no command to run")
+    child_env = dict(env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HOOK_DIR), env.get("PYTHONPATH", "")) if p
+    )
+    child_env[EVENTS_VARIABLE] = str(events_file)
+    events_file.parent.mkdir(parents=True, exist_ok=True)
+    events_file.write_bytes(b"")
+    started = timestamp(clock())
+    try:
+        code = subprocess.run(list(argv), cwd=cwd, env=child_env, check=False).returncode
+    except FileNotFoundError:
+        raise CaptureError(f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise CaptureError(f"command not executable: {argv[0]}") from None
+    ended = timestamp(clock())
+    return _parse(tuple(argv), cwd, code, started, ended, events_file)
+
+
+def _parse(
+    argv: tuple[str, ...], cwd: Path, code: int, started: str, ended: str, events_file: Path
+) -> Traced:
+    reads: dict[str, None] = {}
+    writes: dict[str, None] = {}
+    problems: list[str] = []
+    entry: Path | None = None
+    starts = 0
+    hook_dir = str(HOOK_DIR)
+    for line in events_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"unreadable trace line: {line[:80]!r}")
+            continue
+        kind = event.get("e")
+        if kind == "start":
+            starts += 1
+            args = event.get("argv") or []
+            if entry is None and args and args[0] not in ("-c", "-m", ""):
+                candidate = Path(event.get("cwd", str(cwd))) / args[0]
+                if candidate.is_file():
+                    entry = candidate.resolve()
+        elif kind == "open":
+            path = str(event["p"])
+            if path.startswith((hook_dir, *SYSTEM_PREFIXES)) or path == str(events_file):
+                continue
+            (writes if event.get("w") else reads)[path] = None
+        elif kind == "rename":
+            writes[str(event["d"])] = None
+        elif kind == "error":
+            problems.append(f"trace hook error: {event.get('m')}")
+    if starts == 0:
+        problems.append(
+            "no Python process reported its file accesses (not a Python command, or run with "
+            "-I/-S): inputs and outputs are not recorded"
+        )
+    regular_reads = tuple(Path(p) for p in reads if p not in writes and Path(p).is_file())
+    regular_writes = tuple(Path(p) for p in writes if Path(p).is_file())
+    intermediates = tuple(p for p in regular_writes if str(p) in reads)
+    return Traced(
+        argv=argv,
+        cwd=cwd,
+        exit_code=code,
+        started_at=started,
+        ended_at=ended,
+        reads=regular_reads,
+        writes=regular_writes,
+        intermediates=intermediates,
+        entry_point=entry,
+        python_processes=starts,
+        problems=tuple(problems),
+    )
+
+
+def display_name(path: Path, cwd: Path) -> str:
+    """A path as recorded: relative to the working directory when inside it, else absolute."""
+    try:
+        return path.resolve().relative_to(cwd.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _manifest(run: Run, what: str, paths: Sequence[Path], cwd: Path) -> FileManifest | None:
+    if not paths:
+        return None
+    try:
+        return manifest_of_files({display_name(p, cwd): p for p in paths})
+    except ProvenanceError as exc:
+        run.warn(f"{what} not hashed: {exc}")
+        return None
+
+
+def certify_command(
+    run: Run,
+    traced: Traced,
+    *,
+    model: Sequence[Path] = (),
+    data: Sequence[Path] | None = None,
+) -> None:
+    """Fill ``run`` from a traced command: command, entry point, exit code, times, the files
+    read and written; the model (``model`` paths, else every file written and not read back)
+    and the datasets (``data`` paths, else every file read, including those the job wrote
+    first, that is not code or the entry point)."""
+    cwd = traced.cwd
+    for problem in traced.problems:
+        run.warn(problem)
+    entry = None
+    if traced.entry_point is not None:
+        try:
+            digest = format_digest(hash_file(traced.entry_point).digest)
+        except ProvenanceError as exc:
+            run.warn(f"entry point not hashed: {exc}")
+            digest = None
+        entry = EntryPoint(path=display_name(traced.entry_point, cwd), digest=digest)
+    run.record_command(
+        traced.argv,
+        entry_point=entry,
+        exit_code=traced.exit_code,
+        inputs=_manifest(run, "inputs", traced.reads, cwd),
+        outputs=_manifest(run, "outputs", traced.writes, cwd),
+        started_at=traced.started_at,
+        ended_at=traced.ended_at,
+    )
+    if model:
+        if len(model) == 1:
+            run.log_model(model[0])
+        else:
+            run.log_model_files({display_name(p, cwd): p for p in model})
+    elif traced.writes:
+        final = [p for p in traced.writes if p not in traced.intermediates] or traced.writes
+        run.log_model_files({display_name(p, cwd): p for p in final})
+    else:
+        raise CaptureError("the command wrote no file that could be the model; pass --model PATH")
+    if data is None:
+        data = [
+            p
+            for p in (*traced.reads, *traced.intermediates)
+            if p.suffix.lower() not in CODE_SUFFIXES and p != traced.entry_point
+        ]
+    for path in data:
+        try:
+            run.log_dataset(path, role="train", name=display_name(path, cwd))
+        except ProvenanceError as exc:
+            run.warn(f"dataset {display_name(path, cwd)} not recorded: {exc}")

@@ -1,0 +1,511 @@
+"""Commands for certificates and training data: ``provenance run``, ``provenance data
+hash / verify / prove / check-proof``, ``provenance certificate show / verify / schema``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
+from provenance.capture.runner import certify_command, run_traced
+from provenance.capture.tracker import Run, parse_parent, slug
+from provenance.certificate import (
+    Certificate,
+    SignedCertificate,
+    body_of,
+    certificate_json_schema,
+    load_certificate,
+    verify_certificate_signature,
+)
+from provenance.cli._common import config as _config
+from provenance.cli._common import err, out, password, say
+from provenance.config import Config
+from provenance.errors import CertificateError, ConfigError
+from provenance.hashing import Progress as Advance
+from provenance.hashing import total_size
+from provenance.manifest import (
+    DatasetOpening,
+    DatasetRecord,
+    FileManifest,
+    RowProof,
+    TableManifest,
+    files_at,
+    manifest_of_files,
+    open_table,
+    prove_row,
+    verify_manifest,
+    verify_opening,
+    verify_row_proof,
+    verify_subset,
+    verify_table,
+)
+
+app = typer.Typer()
+data_app = typer.Typer(
+    help="Training data: manifests, subset verification, row inclusion proofs.",
+    no_args_is_help=True,
+)
+certificate_app = typer.Typer(
+    help="Birth certificates: show, verify, the JSON Schema.", no_args_is_help=True
+)
+
+LARGE = 256 << 20
+"""Hashing from this many bytes on shows a progress bar (on a terminal)."""
+
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+CertificateFile = Annotated[
+    Path, typer.Option("--certificate", "-c", help="The certificate file (signed or not).")
+]
+DatasetName = Annotated[
+    str | None,
+    typer.Option("--dataset", help="The dataset's name in the certificate (when it has several)."),
+]
+OpeningFile = Annotated[
+    Path | None,
+    typer.Option("--opening", help="The owner's opening file of a confidential dataset."),
+]
+
+
+@contextmanager
+def _progress(what: str, total: int) -> Iterator[Advance | None]:
+    if not err.is_terminal or total < LARGE:
+        yield None
+        return
+    columns = [
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _emit(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+# -- provenance run -------------------------------------------------------------------------
+
+
+def _registry_configured(config: Config) -> bool:
+    from provenance.chain.deploy import Deployment
+
+    if "ModelRegistry" in config.chain.contracts:
+        return True
+    deployment = Deployment.read(config.deployment_file)
+    return deployment is not None and "ModelRegistry" in deployment.contracts
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False},
+    no_args_is_help=True,
+)
+def run(
+    command: Annotated[list[str], typer.Argument(help="The training command, after --.")],
+    name: Annotated[str, typer.Option("--name", help="The model's name.")],
+    parent: Annotated[
+        list[str] | None,
+        typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
+    ] = None,
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model", help="The model file or folder (repeatable); default: every file written."
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data", help="A training data file (repeatable); default: every non-code file read."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", help="Where certificate.json goes (default provenance-runs/<name>)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="A capture failure is an error, not a warning.")
+    ] = False,
+    register: Annotated[
+        bool | None,
+        typer.Option(
+            "--register/--no-register",
+            help="Register on chain (default: when a ModelRegistry is deployed or configured).",
+        ),
+    ] = None,
+    store: Annotated[
+        bool | None,
+        typer.Option(
+            "--store/--no-store",
+            help="Store model and certificate in IPFS (default: when registering).",
+        ),
+    ] = None,
+    keystore: Annotated[
+        Path | None,
+        typer.Option(help="Encrypted keyfile JSON of the creator (else PROVENANCE_KEYSTORE)."),
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="File holding the keystore password.")
+    ] = None,
+    image_id: Annotated[
+        str | None,
+        typer.Option(envvar="PROVENANCE_IMAGE_ID", help="The container image id the job runs in."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a training command and certify it: every file its Python processes read or write is
+    hashed, with the command, environment, git state and exit code.
+
+    provenance run --name "Model Beta" --parent 0xID:fine-tune -- python train.py --epochs 3
+    """
+    config = _config()
+    parents = [parse_parent(p) for p in parent or []]
+    registering = _registry_configured(config) if register is None else register
+    storing = registering if store is None else store
+    account = None
+    registry = None
+    storage = None
+    if registering:
+        from provenance.cli.registry import open_registry
+
+        registry = open_registry(config, (keystore, password_file))
+        assert registry.transactor is not None
+        account = registry.transactor.account
+    elif keystore or config.chain.keystore:
+        from provenance.chain.keys import load_keystore
+
+        path = keystore or config.chain.keystore
+        assert path is not None
+        account = load_keystore(path, password(password_file))
+    if storing:
+        from provenance.storage import open_storage
+
+        storage = open_storage(config)
+    variables = {k: os.environ[k] for k in REPRODUCIBILITY_VARIABLES if k in os.environ}
+    cwd = Path.cwd()
+    capture = Run(
+        name,
+        parents=parents,
+        output_dir=out_dir or cwd / "provenance-runs" / slug(name),
+        signer=account,
+        storage=storage,
+        registry=registry,
+        source_dir=cwd,
+        image_id=image_id,
+        variables=variables,
+        strict=strict,
+    )
+    with tempfile.TemporaryDirectory(prefix="provenance-run-") as scratch:
+        traced = run_traced(
+            command, cwd=cwd, env=dict(os.environ), events_file=Path(scratch) / "events.jsonl"
+        )
+    failed = traced.exit_code != 0
+    if failed:
+        capture.storage = capture.registry = None
+    certify_command(capture, traced, model=model or (), data=data)
+    try:
+        certificate = capture.finish()
+    finally:
+        if storage is not None:
+            storage.close()
+    summary = {
+        "certificate": str(capture.path),
+        "certificate_digest": certificate.digest_text,
+        "cid": capture.cid,
+        "model_id": "0x" + certificate.model_id.hex(),
+        "model_digest": certificate.model.digest,
+        "data_commitment": certificate.data.commitment,
+        "signed_by": certificate.creator,
+        "stored": capture.storage is not None,
+        "registered": capture.registered is not None,
+        "transaction": capture.registered.transaction if capture.registered else None,
+        "exit_code": traced.exit_code,
+        "inputs": len(certificate.training.inputs.files) if certificate.training.inputs else 0,
+        "outputs": len(certificate.training.outputs.files) if certificate.training.outputs else 0,
+        "warnings": list(certificate.warnings),
+    }
+    if as_json:
+        _emit(summary)
+    else:
+        say(f"certificate {capture.path} ({certificate.digest_text})")
+        out.print(f"  model id   0x{certificate.model_id.hex()}", highlight=False, soft_wrap=True)
+        out.print(
+            f"  files      {summary['inputs']} read, {summary['outputs']} written",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if certificate.creator is None:
+            out.print(
+                "  unsigned   (no --keystore, not registering)", highlight=False, soft_wrap=True
+            )
+        if capture.registered is not None:
+            out.print(
+                f"  registered tx {capture.registered.transaction}", highlight=False, soft_wrap=True
+            )
+        for warning in certificate.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if failed:
+        err.print(
+            f"error: the command exited with code {traced.exit_code}; the certificate was "
+            "written but not stored or registered",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(traced.exit_code)
+
+
+# -- provenance data ------------------------------------------------------------------------
+
+
+@data_app.command("hash")
+def data_hash(
+    path: Annotated[Path, typer.Argument(help="A file or directory, or a CSV/Parquet table.")],
+    table: Annotated[
+        bool, typer.Option("--table", help="Hash a CSV/Parquet file's rows (Merkle root).")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Hashing threads (default: CPUs).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The manifest of a file or directory (per-file SHA-256 and root), or of a table."""
+    manifest: FileManifest | TableManifest
+    if table:
+        manifest = open_table(path).manifest()
+    else:
+        files = files_at(path)
+        with _progress(f"hashing {path.name}", total_size(files)) as advance:
+            manifest = manifest_of_files(files, workers=workers, progress=advance)
+    if as_json:
+        _emit(manifest.model_dump(mode="json", exclude_none=True))
+        return
+    if isinstance(manifest, TableManifest):
+        out.print(
+            f"{manifest.digest}  {path} ({manifest.rows} rows, root {manifest.root})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        for entry in manifest.files:
+            out.print(f"{entry.digest}  {entry.path}", highlight=False, soft_wrap=True)
+        out.print(
+            f"{manifest.root}  (root of {len(manifest.files)} files)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _dataset(certificate: Certificate, name: str | None) -> DatasetRecord:
+    datasets = certificate.data.datasets
+    if name is not None:
+        for record in datasets:
+            if record.name == name:
+                return record
+        known = ", ".join(d.name for d in datasets) or "none"
+        raise ConfigError(f"the certificate has no dataset {name!r} (it has: {known})")
+    if len(datasets) != 1:
+        known = ", ".join(d.name for d in datasets) or "none"
+        raise ConfigError(
+            f"the certificate has {len(datasets)} datasets ({known}): pick one with --dataset"
+        )
+    return datasets[0]
+
+
+def _opening(path: Path | None, record: DatasetRecord) -> DatasetOpening | None:
+    if not record.confidential:
+        return None
+    if path is None:
+        raise ConfigError(f"dataset {record.name!r} is confidential: pass its --opening file")
+    try:
+        opening = DatasetOpening.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read opening {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CertificateError(f"opening {path} is not a dataset opening: {exc}") from None
+    verify_opening(record, opening)
+    return opening
+
+
+def _source_table(source: Path, manifest: TableManifest) -> Any:
+    if manifest.format not in ("csv", "parquet"):
+        raise ConfigError(
+            f"the dataset was hashed from an in-memory {manifest.format}; the CLI recomputes csv "
+            "and parquet sources only (use provenance.manifest from Python)"
+        )
+    return open_table(source, format=manifest.format, delimiter=manifest.delimiter)
+
+
+@data_app.command("verify")
+def data_verify(
+    source: Annotated[Path, typer.Argument(help="The source data: file, folder or table.")],
+    certificate: CertificateFile,
+    dataset: DatasetName = None,
+    opening: OpeningFile = None,
+) -> None:
+    """Recompute a dataset of a certificate from its source: the files, the table's rows, or
+    the subset (source root, selection, subset root)."""
+    record = _dataset(body_of(load_certificate(certificate)), dataset)
+    opened = _opening(opening, record)
+    manifest = opened.manifest if opened else record.manifest
+    subset = opened.subset if opened else record.subset
+    if isinstance(manifest, FileManifest):
+        verify_manifest(manifest, source)
+        say(f"dataset {record.name}: {len(manifest.files)} files match {manifest.root}")
+        return
+    assert manifest is not None
+    if subset is not None:
+        table = _source_table(source, subset.source)
+        verify_subset(manifest, subset, table)
+        say(
+            f"dataset {record.name}: {manifest.rows} of {subset.source.rows} rows selected by "
+            f"{subset.selection.kind}, subset root {manifest.root} matches"
+        )
+        return
+    verify_table(manifest, _source_table(source, manifest))
+    say(f"dataset {record.name}: {manifest.rows} rows match {manifest.root}")
+
+
+@data_app.command("prove")
+def data_prove(
+    source: Annotated[Path, typer.Argument(help="The source table (CSV or Parquet).")],
+    certificate: CertificateFile,
+    row: Annotated[int, typer.Option("--row", help="Row number in the training data (from 0).")],
+    source_row: Annotated[
+        bool,
+        typer.Option("--source-row", help="--row counts rows of the source, not of the subset."),
+    ] = False,
+    dataset: DatasetName = None,
+    opening: OpeningFile = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Write the proof here, not to stdout.")
+    ] = None,
+) -> None:
+    """An inclusion proof that a row was in a model's training data (checked before it is
+    printed); verify it with `provenance data check-proof`."""
+    record = _dataset(body_of(load_certificate(certificate)), dataset)
+    opened = _opening(opening, record)
+    manifest = opened.manifest if opened else record.manifest
+    subset = opened.subset if opened else record.subset
+    if not isinstance(manifest, TableManifest):
+        raise ConfigError(f"dataset {record.name!r} is not a table: rows cannot be proven")
+    table = _source_table(source, subset.source if subset else manifest)
+    proof = prove_row(record, table, row, opening=opened, by_source_row=source_row)
+    text = proof.model_dump_json(indent=2, exclude_none=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        say(f"row {proof.row} of dataset {record.name} proven: {output}")
+
+
+@data_app.command("check-proof")
+def data_check_proof(
+    proof_file: Annotated[Path, typer.Argument(metavar="PROOF", help="A row proof JSON file.")],
+    certificate: Annotated[
+        Path | None, typer.Option("--certificate", "-c", help="Check against this certificate too.")
+    ] = None,
+) -> None:
+    """Verify a row inclusion proof (alone, or against a certificate's dataset commitment)."""
+    try:
+        proof = RowProof.model_validate_json(proof_file.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read proof {proof_file}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CertificateError(f"{proof_file} is not a row proof: {exc}") from None
+    commitment = None
+    if certificate is not None:
+        commitment = _dataset(body_of(load_certificate(certificate)), proof.dataset).commitment
+    verify_row_proof(proof, commitment)
+    where = " of the certificate" if certificate is not None else ""
+    say(f"row {proof.row} {proof.cells} is in dataset {proof.dataset}{where} ({proof.commitment})")
+
+
+# -- provenance certificate -----------------------------------------------------------------
+
+
+@certificate_app.command("show")
+def certificate_show(
+    path: Annotated[Path, typer.Argument(help="Certificate file.")],
+    as_json: AsJson = False,
+) -> None:
+    """The certificate's identity (digest, CID, model id) and a summary."""
+    document = load_certificate(path)
+    body = body_of(document)
+    summary = {
+        "model_name": body.model_name,
+        "certificate_digest": body.digest_text,
+        "cid": body.cid,
+        "model_id": "0x" + body.model_id.hex(),
+        "model_digest": body.model.digest,
+        "data_commitment": body.data.commitment,
+        "creator": body.creator,
+        "signed": isinstance(document, SignedCertificate),
+        "created_at": body.created_at,
+        "parents": [p.model_dump(exclude_none=True) for p in body.parents],
+        "datasets": [
+            {
+                "name": d.name,
+                "role": d.role,
+                "commitment": d.commitment,
+                "confidential": d.confidential,
+            }
+            for d in body.data.datasets
+        ],
+        "steps": [s.name for s in body.preprocessing],
+        "warnings": list(body.warnings),
+    }
+    if as_json:
+        _emit(summary)
+        return
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, list):
+            value = (
+                ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value) or "-"
+            )
+        out.print(f"{key:<{width}}  {value}", highlight=False, soft_wrap=True)
+
+
+@certificate_app.command("verify")
+def certificate_verify(
+    path: Annotated[Path, typer.Argument(help="Certificate file.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Check these model files against the manifest.")
+    ] = None,
+    unsigned_ok: Annotated[
+        bool, typer.Option("--unsigned-ok", help="Accept a certificate without a signature.")
+    ] = False,
+) -> None:
+    """Check a certificate: schema, self-consistency, the creator's signature, and optionally
+    the model files."""
+    document = load_certificate(path)
+    if isinstance(document, SignedCertificate):
+        verify_certificate_signature(document)
+    elif not unsigned_ok:
+        raise CertificateError(f"certificate {path} is not signed (use --unsigned-ok to accept)")
+    body = body_of(document)
+    if model is not None:
+        verify_manifest(body.model.manifest, model)
+    signer = f", signed by {body.creator}" if isinstance(document, SignedCertificate) else ""
+    files = f", model files in {model} match" if model is not None else ""
+    say(f"certificate {body.digest_text} is valid{signer}{files}")
+
+
+@certificate_app.command("schema")
+def certificate_schema() -> None:
+    """Print the JSON Schema of certificate files (version 1)."""
+    sys.stdout.write(json.dumps(certificate_json_schema(), indent=2) + "\n")
+
+
+__all__ = ["app", "certificate_app", "data_app"]

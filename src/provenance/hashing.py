@@ -1,0 +1,396 @@
+"""Digests of bytes, files and directories; Merkle trees and inclusion proofs.
+
+Pure: the standard library only. A digest is 32 raw bytes inside and ``sha256:<hex>`` at the
+edges (:func:`format_digest`, :func:`parse_digest`).
+
+**Files.** A file is read in chunks into one reused buffer (never whole in memory); hashlib's
+SHA-256 releases the GIL on large buffers, so threads hash several files, and several shards of
+one large file, in parallel. The digest of a file depends only on its bytes and the shard size:
+
+- a file of at most ``shard_size`` bytes (default 64 MiB): its plain SHA-256, the same as
+  ``openssl dgst -sha256`` or ``sha256sum``;
+- a larger file: the SHA-256 of the concatenated SHA-256 digests of its ``shard_size`` shards
+  (the last one shorter), and the manifest records ``shard_size``. With shell tools::
+
+      split -b 64M --numeric-suffixes model.bin s.
+      for s in s.*; do openssl dgst -sha256 -binary "$s"; done | openssl dgst -sha256
+
+**Merkle trees** (one definition for the whole project, RFC 6962 / RFC 9162 Merkle Tree Hash):
+``leaf = SHA-256(0x00 || data)``, ``node = SHA-256(0x01 || left || right)``; level by level,
+an odd last node is promoted unchanged (this is exactly RFC 6962's split at the largest power
+of two); the root of no leaves is ``SHA-256("")``. Position matters: reordering leaves changes
+the root, and a proof proves a leaf *at an index* of a tree *of a size*. The domain prefixes
+keep a leaf from passing for a node (second-preimage). OpenZeppelin's sorted-pair keccak tree
+is deliberately not used here: sorting pairs throws the order away, and training rows are
+proven off chain (only the root is anchored); a keccak variant for on-chain output batches
+belongs to the attestation contract.
+
+>>> format_digest(merkle_root([b"a", b"b", b"c"]))[:23]
+'sha256:36642e73c2540ab1'
+>>> proof = merkle_proof([b"a", b"b", b"c"], 2)
+>>> verify_merkle_proof(b"c", proof, merkle_root([b"a", b"b", b"c"]))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from provenance.errors import CertificateError, IntegrityError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just hashed (from worker threads); for progress bars."""
+
+DIGEST_PREFIX = "sha256:"
+CHUNK_SIZE = 1 << 20
+DEFAULT_SHARD_SIZE = 64 << 20
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+_LEAF = b"\x00"
+_NODE = b"\x01"
+
+
+def format_digest(digest: bytes) -> str:
+    """``sha256:<64 hex digits>``."""
+    if len(digest) != 32:
+        raise CertificateError(f"a SHA-256 digest has 32 bytes, got {len(digest)}")
+    return DIGEST_PREFIX + digest.hex()
+
+
+def parse_digest(text: str, what: str = "digest") -> bytes:
+    """The 32 bytes of a ``sha256:<hex>`` string (lower or upper case hex)."""
+    if not text.startswith(DIGEST_PREFIX):
+        raise CertificateError(f"{what} {text!r} is not of the form sha256:<64 hex digits>")
+    try:
+        raw = bytes.fromhex(text[len(DIGEST_PREFIX) :])
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise CertificateError(f"{what} {text!r} is not of the form sha256:<64 hex digits>")
+    return raw
+
+
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def hash_stream(stream: BinaryIO, *, progress: Progress | None = None) -> bytes:
+    """SHA-256 of what ``stream`` yields until EOF, in constant memory."""
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    while n := stream.readinto(view):  # type: ignore[attr-defined]
+        h.update(view[:n])
+        if progress is not None:
+            progress(n)
+    return h.digest()
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """The digest of one file: plain SHA-256 when ``shard_size`` is None, else the digest of the
+    concatenated shard digests (``shards``, in order)."""
+
+    size: int
+    digest: bytes
+    shard_size: int | None = None
+    shards: tuple[bytes, ...] = ()
+
+    def __str__(self) -> str:
+        return format_digest(self.digest)
+
+
+def shard_digest_root(shards: Sequence[bytes]) -> bytes:
+    """A large file's digest from its shard digests: SHA-256 of their concatenation."""
+    return hashlib.sha256(b"".join(shards)).digest()
+
+
+_buffers = threading.local()
+
+
+def _buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = memoryview(bytearray(CHUNK_SIZE))
+        _buffers.view = view
+    return view
+
+
+def _hash_range(path: Path, offset: int, length: int, progress: Progress | None) -> bytes:
+    """SHA-256 of ``length`` bytes of ``path`` from ``offset``, through a per-thread buffer."""
+    h = hashlib.sha256()
+    view = _buffer()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if offset:
+                f.seek(offset)
+            remaining = length
+            while remaining:
+                n = f.readinto(view[: min(CHUNK_SIZE, remaining)])
+                if not n:
+                    raise IntegrityError(
+                        f"{path} shrank while it was hashed (expected {offset + length} bytes)"
+                    )
+                h.update(view[:n])
+                remaining -= n
+                if progress is not None:
+                    progress(n)
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return h.digest()
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def hash_files(
+    paths: Iterable[Path],
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> dict[Path, FileDigest]:
+    """Digests of many files, hashed in parallel across files and across shards of large files.
+
+    ``workers`` threads (default: the number of CPUs); 1 hashes everything in this thread.
+    The size is taken first; a file that shrinks while being hashed raises IntegrityError.
+    """
+    if shard_size <= 0:
+        raise CertificateError(f"shard size must be positive, got {shard_size}")
+    sizes = {p: _file_size(p) for p in dict.fromkeys(paths)}
+    units: list[tuple[Path, int, int]] = []
+    for path, size in sizes.items():
+        if size <= shard_size:
+            units.append((path, 0, size))
+        else:
+            units.extend(
+                (path, off, min(shard_size, size - off)) for off in range(0, size, shard_size)
+            )
+    threads = workers if workers is not None else (os.cpu_count() or 1)
+    if threads <= 1 or len(units) <= 1:
+        done = [_hash_range(p, o, n, progress) for p, o, n in units]
+    else:
+        # biggest units first, so the last ones to finish are small
+        order = sorted(range(len(units)), key=lambda i: -units[i][2])
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
+            futures: dict[int, Future[bytes]] = {
+                i: pool.submit(_hash_range, *units[i], progress) for i in order
+            }
+            done = [futures[i].result() for i in range(len(units))]
+    result: dict[Path, FileDigest] = {}
+    cursor = 0
+    for path, size in sizes.items():
+        if size <= shard_size:
+            result[path] = FileDigest(size, done[cursor])
+            cursor += 1
+        else:
+            count = -(-size // shard_size)
+            shards = tuple(done[cursor : cursor + count])
+            cursor += count
+            result[path] = FileDigest(size, shard_digest_root(shards), shard_size, shards)
+    return result
+
+
+def hash_file(
+    path: Path,
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> FileDigest:
+    """The digest of one file (see the module docstring for large files)."""
+    return hash_files([path], shard_size=shard_size, workers=workers, progress=progress)[path]
+
+
+def list_files(root: Path) -> dict[str, Path]:
+    """The regular files under directory ``root`` by POSIX relative path, sorted by the UTF-8
+    bytes of the path. Symbolic links to files are followed (their target's bytes are hashed
+    under the link's path); links to directories are not descended; a dangling link, a FIFO or
+    a socket raises IntegrityError."""
+    found: dict[str, Path] = {}
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        base = Path(folder)
+        for name in filenames:
+            path = base / name
+            if not path.is_file():
+                raise IntegrityError(f"{path} is not a regular file (dangling link, FIFO, socket)")
+            found[path.relative_to(root).as_posix()] = path
+    return dict(sorted(found.items(), key=lambda kv: kv[0].encode()))
+
+
+def total_size(paths: Mapping[str, Path] | Iterable[Path]) -> int:
+    """The summed size of files (for deciding whether to show a progress bar)."""
+    values = paths.values() if isinstance(paths, Mapping) else paths
+    return sum(_file_size(p) for p in values)
+
+
+# -- Merkle trees -----------------------------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """``SHA-256(0x00 || data)``."""
+    return hashlib.sha256(_LEAF + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """``SHA-256(0x01 || left || right)``."""
+    return hashlib.sha256(_NODE + left + right).digest()
+
+
+class MerkleBuilder:
+    """The root of a stream of leaves in O(log n) memory.
+
+    >>> b = MerkleBuilder()
+    >>> for row in (b"a", b"b", b"c"):
+    ...     b.add(row)
+    >>> b.root() == merkle_root([b"a", b"b", b"c"])
+    True
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self.add_hash(leaf_hash(data))
+
+    def add_hash(self, leaf: bytes) -> None:
+        """Add a leaf by its leaf hash (``leaf_hash(data)``)."""
+        height, value = 0, leaf
+        while self._stack and self._stack[-1][0] == height:
+            _, left = self._stack.pop()
+            value = node_hash(left, value)
+            height += 1
+        self._stack.append((height, value))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        value = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            value = node_hash(left, value)
+        return value
+
+
+def merkle_root_of_hashes(leaves: Iterable[bytes]) -> bytes:
+    """The root over leaf hashes."""
+    builder = MerkleBuilder()
+    for leaf in leaves:
+        builder.add_hash(leaf)
+    return builder.root()
+
+
+def merkle_root(leaves: Iterable[bytes]) -> bytes:
+    """The root over leaf data."""
+    return merkle_root_of_hashes(leaf_hash(d) for d in leaves)
+
+
+@dataclass(frozen=True)
+class MerkleProof:
+    """An inclusion proof: the leaf at ``index`` of a tree of ``size`` leaves; ``path`` lists the
+    sibling hashes from the leaf up (a promoted node has no sibling at its level)."""
+
+    index: int
+    size: int
+    path: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "size": self.size,
+            "path": [format_digest(p) for p in self.path],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> MerkleProof:
+        try:
+            index, size, path = data["index"], data["size"], data["path"]
+        except KeyError as exc:
+            raise CertificateError(f"Merkle proof lacks {exc.args[0]!r}") from None
+        if not isinstance(index, int) or not isinstance(size, int) or not isinstance(path, list):
+            raise CertificateError("Merkle proof needs an integer index and size and a path list")
+        return cls(index, size, tuple(parse_digest(str(p), "proof hash") for p in path))
+
+
+def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        if len(below) % 2:
+            above.append(below[-1])
+        levels.append(above)
+    return levels
+
+
+def merkle_proof_of_hashes(leaves: Sequence[bytes], index: int) -> MerkleProof:
+    """The inclusion proof of leaf ``index`` in the tree over these leaf hashes."""
+    if not 0 <= index < len(leaves):
+        raise CertificateError(f"leaf index {index} is outside a tree of {len(leaves)} leaves")
+    path: list[bytes] = []
+    i = index
+    for level in _levels(leaves)[:-1]:
+        sibling = i ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        i //= 2
+    return MerkleProof(index, len(leaves), tuple(path))
+
+
+def merkle_proof(leaves: Sequence[bytes], index: int) -> MerkleProof:
+    """The inclusion proof of ``leaves[index]`` (leaf data) in ``merkle_root(leaves)``."""
+    return merkle_proof_of_hashes([leaf_hash(d) for d in leaves], index)
+
+
+def root_from_proof(leaf: bytes, proof: MerkleProof) -> bytes:
+    """The root a proof leads to from a leaf hash; raises CertificateError for a proof whose
+    path length does not fit its index and size."""
+    if not 0 <= proof.index < proof.size:
+        raise CertificateError(
+            f"proof index {proof.index} is outside a tree of {proof.size} leaves"
+        )
+    value, i, n = leaf, proof.index, proof.size
+    path = iter(proof.path)
+    used = 0
+    while n > 1:
+        if i % 2 == 1 or i + 1 < n:
+            sibling = next(path, None)
+            if sibling is None:
+                raise CertificateError(
+                    f"proof path too short for leaf {proof.index} of {proof.size}"
+                )
+            used += 1
+            value = node_hash(sibling, value) if i % 2 == 1 else node_hash(value, sibling)
+        i //= 2
+        n = (n + 1) // 2
+    if used != len(proof.path):
+        raise CertificateError(f"proof path too long for leaf {proof.index} of {proof.size}")
+    return value
+
+
+def verify_merkle_proof(
+    leaf: bytes, proof: MerkleProof, root: bytes, *, hashed: bool = False
+) -> None:
+    """Check that ``leaf`` (data, or its leaf hash with ``hashed=True``) is leaf ``proof.index``
+    of the tree of ``proof.size`` leaves with this root; raises IntegrityError if not."""
+    found = root_from_proof(leaf if hashed else leaf_hash(leaf), proof)
+    if found != root:
+        raise IntegrityError(
+            f"Merkle proof of leaf {proof.index} of {proof.size} leads to {format_digest(found)}, "
+            f"not to the root {format_digest(root)}"
+        )

@@ -1,0 +1,129 @@
+"""Zero-code capture: the audit hook in real child processes (no services needed)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from provenance.capture.runner import HOOK_DIR, certify_command, run_traced
+from provenance.capture.tracker import Run
+from provenance.errors import CaptureError
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, subprocess, sys
+
+    data = open("data.csv").read()
+    with open("notes.txt", "a") as f:
+        f.write("appended")
+    fd = os.open("raw.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"raw")
+    os.close(fd)
+    with open("tmp.part", "w") as f:
+        f.write(data.upper())
+    os.replace("tmp.part", "model.txt")
+    subprocess.run([sys.executable, "-c", "open('child.txt', 'w').write('from a child')"], check=True)
+    import json  # the interpreter's own files are not inputs
+    sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    """
+)
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def workdir(tmp_path: Path) -> Path:
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "train.py").write_text(SCRIPT)
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    (folder / "notes.txt").write_text("")
+    return folder
+
+
+def test_reads_and_writes_of_every_python_process_are_traced(tmp_path: Path) -> None:
+    folder = workdir(tmp_path)
+    traced = run_traced(
+        [sys.executable, "train.py"], cwd=folder, env=env(), events_file=tmp_path / "ev.jsonl"
+    )
+    assert traced.exit_code == 0 and traced.problems == ()
+    assert traced.python_processes == 2
+    assert traced.entry_point == folder / "train.py"
+    assert sorted(p.name for p in traced.reads) == ["data.csv", "train.py"]
+    assert sorted(p.name for p in traced.writes) == [
+        "child.txt",
+        "model.txt",
+        "notes.txt",
+        "raw.bin",
+    ]
+    run = Run("job", output_dir=tmp_path / "out", environment=False, source_dir=folder)
+    certify_command(run, traced)
+    cert = run.finish()
+    assert cert.training.command == (sys.executable, "train.py")
+    assert cert.training.exit_code == 0
+    assert cert.training.entry_point is not None and cert.training.entry_point.path == "train.py"
+    assert cert.training.inputs is not None
+    assert [f.path for f in cert.training.inputs.files] == ["data.csv", "train.py"]
+    assert [f.path for f in cert.model.manifest.files] == [
+        "child.txt",
+        "model.txt",
+        "notes.txt",
+        "raw.bin",
+    ]
+    assert [d.name for d in cert.data.datasets] == ["data.csv"]
+    assert cert.data.datasets[0].manifest is not None
+    assert cert.data.datasets[0].manifest.kind == "table"
+
+
+def test_the_exit_code_is_recorded(tmp_path: Path) -> None:
+    folder = workdir(tmp_path)
+    traced = run_traced(
+        [sys.executable, "train.py", "3"], cwd=folder, env=env(), events_file=tmp_path / "e"
+    )
+    assert traced.exit_code == 3
+
+
+def test_a_command_that_is_not_python_is_a_warning_or_strict_error(tmp_path: Path) -> None:
+    folder = workdir(tmp_path)
+    traced = run_traced(
+        ["cp", "data.csv", "copy.csv"], cwd=folder, env=env(), events_file=tmp_path / "e"
+    )
+    assert traced.exit_code == 0 and traced.reads == () and traced.writes == ()
+    message = (
+        "no Python process reported its file accesses (not a Python command, or run with "
+        "-I/-S): inputs and outputs are not recorded"
+    )
+    assert traced.problems == (message,)
+    run = Run("cp", output_dir=tmp_path / "out", environment=False, source_dir=folder)
+    certify_command(run, traced, model=[folder / "copy.csv"], data=[folder / "data.csv"])
+    assert run.finish().warnings == (message,)
+    strict = Run("cp", output_dir=tmp_path / "out", environment=False, strict=True)
+    with pytest.raises(CaptureError) as exc:
+        certify_command(strict, traced, model=[folder / "copy.csv"])
+    assert str(exc.value) == message
+    with pytest.raises(CaptureError, match=r"^command not found: no-such-tool$"):
+        run_traced(["no-such-tool"], cwd=folder, env=env(), events_file=tmp_path / "e")
+
+
+def test_a_sitecustomize_of_the_job_still_runs(tmp_path: Path) -> None:
+    folder = workdir(tmp_path)
+    own = tmp_path / "site"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("open('site-marker.txt', 'w').write('ran')\n")
+    traced = run_traced(
+        [sys.executable, "-c", "open('data.csv').read()"],
+        cwd=folder,
+        env=env() | {"PYTHONPATH": str(own)},
+        events_file=tmp_path / "e",
+    )
+    assert (folder / "site-marker.txt").read_text() == "ran"
+    # the job's own sitecustomize is code it ran: an input like any other
+    assert sorted(p.name for p in traced.reads) == ["data.csv", "sitecustomize.py"]
+    assert [p.name for p in traced.writes] == ["site-marker.txt"]
+    assert traced.entry_point is None
+    assert str(HOOK_DIR) not in {str(p.parent) for p in traced.reads}
