@@ -37,3 +37,18 @@ def test_registry_python_example(stack: Stack, cli_env: dict[str, str], tmp_path
         )
         assert result.returncode == 0, (run, result.stderr)
         assert result.stdout == "True\n"
+
+
+def test_capture_python_example(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", block("capture-python")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    digest, cid, model_id = result.stdout.split()
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    assert cid.startswith("bafkrei")  # raw codec, sha2-256
+    assert model_id.startswith("0x") and len(model_id) == 66
