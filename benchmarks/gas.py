@@ -152,6 +152,53 @@ def measure_eas(w3: Web3, tx: Transactor, batch: int) -> dict[str, int]:
     return out
 
 
+def measure_attestor(
+    w3: Web3, tx: Transactor, registry_address: str, attestor_address: str
+) -> dict[str, int]:
+    """Single attestation, and batches of 1 / 100 / 1,000 / 10,000 outputs (gas per output)."""
+    from provenance.attest import Batch, OutputRecord, OutputTree
+    from provenance.chain.attestor import AttestorContract
+
+    registry = Registry(w3, registry_address, tx)
+    reg = registration()
+    registry.register(reg)
+    attestor = AttestorContract(w3, attestor_address, tx)
+    attestor.authorize_node(reg.model_id, dev_account(w3, 3).address, reg, rand())
+    node = dev_account(w3, 3)
+    out: dict[str, int] = {}
+    seq = 0
+    ts = int(time.time())
+
+    def record(i: int) -> OutputRecord:
+        return OutputRecord(reg.model_id, reg.model_digest, rand(), rand(), i, ts)
+
+    first = record(seq)
+    call(
+        tx,
+        attestor.contract.functions.attest(
+            first.as_abi(), attestor.sign(node, Batch.of_one(first))
+        ),
+    )
+    seq += 1  # the node's first submission also creates its sequence slot; measure a later one
+    single = record(seq)
+    out["attest one output"] = call(
+        tx,
+        attestor.contract.functions.attest(
+            single.as_abi(), attestor.sign(node, Batch.of_one(single))
+        ),
+    )
+    seq += 1
+    for size in (1, 100, 1_000, 10_000):
+        tree = OutputTree([record(seq + i).leaf for i in range(size)])
+        batch = Batch(reg.model_id, reg.model_digest, tree.root, seq, size, ts)
+        gas = call(
+            tx, attestor.contract.functions.attestBatch(batch.as_abi(), attestor.sign(node, batch))
+        )
+        out[f"attest a batch of {size:,}: per output"] = gas // size
+        seq += size
+    return out
+
+
 def _last_receipt(w3: Web3) -> Any:
     block = w3.eth.get_block("latest", full_transactions=False)
     return w3.eth.get_transaction_receipt(block["transactions"][-1])
@@ -185,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "EAS 1.9.0 (reference)": measure_eas(w3, admin, args.batch),
         }
+        from provenance.chain.artifacts import load_artifact as _load
+
+        attestor_artifact = {
+            "abi": _load("OutputAttestor").abi,
+            "bytecode": _load("OutputAttestor").bytecode,
+            "contractName": "OutputAttestor",
+        }
+        attestor = deploy(w3, admin, attestor_artifact, open_registry.address)
+        attest_gas = measure_attestor(w3, admin, open_registry.address, attestor.address)
         client = w3.client_version
     if args.json:
         print(
@@ -213,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"[red]{value:,} (over)[/]" if over else f"{value:,}")
         table.add_row(op, *cells, f"{budget:,}" if budget else "")
     console.print(table)
+    second = Table(
+        title="OutputAttestor (budgets: one output <= 60,000; batch of 1,000 <= 50 per output)",
+        title_justify="left",
+    )
+    second.add_column("operation")
+    second.add_column("gas", justify="right")
+    for op, value in attest_gas.items():
+        second.add_row(op, f"{value:,}")
+    console.print(second)
     console.print(f"machine: {describe()}")
     return 0
 

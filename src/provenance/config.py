@@ -11,6 +11,7 @@ apply. Environment variables override the file:
 ``PROVENANCE_KEYSTORE``        ``[chain] keystore``
 ``PROVENANCE_DEPLOYMENT``      ``[chain] deployment``
 ``PROVENANCE_REGISTRY``        ``[chain.contracts] ModelRegistry``
+``PROVENANCE_ATTESTOR``        ``[chain.contracts] OutputAttestor``
 ``PROVENANCE_IPFS_API``        ``[ipfs] api``
 ``PROVENANCE_IPFS_GATEWAY``    ``[ipfs] gateway``
 ``PROVENANCE_IPFS_AUTH``       ``[ipfs] auth`` (an Authorization header value)
@@ -131,6 +132,7 @@ _ENV: dict[str, tuple[str, ...]] = {
     "PROVENANCE_KEYSTORE": ("chain", "keystore"),
     "PROVENANCE_DEPLOYMENT": ("chain", "deployment"),
     "PROVENANCE_REGISTRY": ("chain", "contracts", "ModelRegistry"),
+    "PROVENANCE_ATTESTOR": ("chain", "contracts", "OutputAttestor"),
     "PROVENANCE_IPFS_API": ("ipfs", "api"),
     "PROVENANCE_IPFS_GATEWAY": ("ipfs", "gateway"),
     "PROVENANCE_IPFS_AUTH": ("ipfs", "auth"),

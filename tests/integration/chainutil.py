@@ -79,3 +79,23 @@ def compile_test_contract(name: str) -> dict[str, Any]:
         contracts=ROOT / "tests" / "contracts"
     )
     return artifacts[name]
+
+
+def deploy_contracts(
+    w3: Web3, folder: Path, *, open_registration: bool = True
+) -> tuple[Registry, Any]:
+    """A fresh ModelRegistry and the OutputAttestor pointing at it (sending as ADMIN)."""
+    from provenance.chain.attestor import AttestorContract
+
+    deployment, _ = ensure_deployed(
+        w3,
+        ADMIN,
+        folder / f"deployment-{os.urandom(4).hex()}.json",
+        open_registration=open_registration,
+    )
+    record = deployment.contracts["ModelRegistry"]
+    registry = Registry(w3, record.address, transactor(w3, ADMIN), from_block=record.block)
+    attestor = AttestorContract(
+        w3, deployment.contracts["OutputAttestor"].address, transactor(w3, ADMIN)
+    )
+    return registry, attestor

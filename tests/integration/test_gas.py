@@ -41,3 +41,43 @@ def test_registration_budgets_in_an_open_registry(w3: Web3, tmp_path: Path) -> N
     batch = [registration(Parent(root.model_id, "transfer")) for _ in range(50)]
     assert gas_of(registry, functions.registerBatch([r.as_abi() for r in batch])) <= 50 * 32_000
     assert gas_of(registry, functions.revoke(child.model_id, b"\x01" * 32)) <= 35_000
+
+
+def test_attestation_budgets(w3: Web3, tmp_path: Path) -> None:
+    """One output <= 60,000 gas; a batch of 1,000 outputs <= 50 gas per output."""
+    import time
+
+    from eth_account import Account
+
+    from provenance.attest import Batch, OutputRecord, OutputTree
+
+    from .chainutil import deploy_contracts
+
+    registry, attestor = deploy_contracts(w3, tmp_path)
+    reg = registration()
+    registry.register(reg)
+    node = Account.create()
+    attestor.authorize_node(reg.model_id, node.address, reg, b"\x07" * 32)
+    ts = int(time.time())
+
+    def record(seq: int) -> OutputRecord:
+        return OutputRecord(
+            reg.model_id, reg.model_digest, b"\x01" * 32, seq.to_bytes(32, "big"), seq, ts
+        )
+
+    functions = attestor.contract.functions
+    first = record(0)  # the first submission also creates the node's sequence slot
+    gas_of(registry, functions.attest(first.as_abi(), attestor.sign(node, Batch.of_one(first))))
+    single = record(1)
+    assert (
+        gas_of(
+            registry, functions.attest(single.as_abi(), attestor.sign(node, Batch.of_one(single)))
+        )
+        <= 60_000
+    )
+    tree = OutputTree([record(2 + i).leaf for i in range(1000)])
+    batch = Batch(reg.model_id, reg.model_digest, tree.root, 2, 1000, ts)
+    assert (
+        gas_of(registry, functions.attestBatch(batch.as_abi(), attestor.sign(node, batch)))
+        <= 1000 * 50
+    )

@@ -23,7 +23,7 @@ from provenance.chain.artifacts import load_artifact
 from provenance.chain.tx import send
 from provenance.errors import ChainError, ConfigError
 
-CONTRACTS = ("ModelRegistry",)
+CONTRACTS = ("ModelRegistry", "OutputAttestor")  # in deployment order
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,13 @@ def has_code(w3: Web3, address: str) -> bool:
     return len(w3.eth.get_code(Web3.to_checksum_address(address))) > 0
 
 
-def constructor_args(name: str, admin: str, open_registration: bool) -> list[Any]:
+def constructor_args(
+    name: str, admin: str, open_registration: bool, addresses: dict[str, str]
+) -> list[Any]:
     if name == "ModelRegistry":
         return [admin, open_registration]
+    if name == "OutputAttestor":
+        return [addresses["ModelRegistry"]]
     raise ChainError(f"no constructor arguments known for {name}")
 
 
@@ -108,11 +112,19 @@ def ensure_deployed(
         if configured and name in configured:
             continue
         current = contracts.get(name)
-        if current is not None and not force and has_code(w3, current.address):
+        # an attestor is redeployed when the registry it points at was
+        registry_moved = name == "OutputAttestor" and "ModelRegistry" in deployed_now
+        if (
+            current is not None
+            and not force
+            and not registry_moved
+            and has_code(w3, current.address)
+        ):
             continue
         artifact = load_artifact(name)
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        args = constructor_args(name, admin or deployer.address, open_registration)
+        addresses = {k: v.address for k, v in contracts.items()} | (configured or {})
+        args = constructor_args(name, admin or deployer.address, open_registration, addresses)
         tx = factory.constructor(*args).build_transaction({"from": deployer.address})
         receipt = send(w3, deployer, dict(tx), what=f"deploying {name}")
         created = receipt["contractAddress"]

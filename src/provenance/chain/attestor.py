@@ -1,0 +1,154 @@
+"""A typed client of the OutputAttestor contract (node authorisation, signed output batches).
+
+The inference-service SDK (buffering, journal, receipts) builds on this; here are the calls:
+
+    attestor = AttestorContract(w3, address, Transactor(w3, registrant))
+    attestor.authorize_node(model_id, node.address, registration, image_id)
+    batch = Batch(model_id, model_digest, tree.root, attestor.next_sequence(node.address), n, ts)
+    AttestorContract(w3, address, Transactor(w3, anyone)).attest_batch(batch, attestor.sign(node, batch))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_abi.abi import encode
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from provenance.attest import BATCH_EIP712_TYPES, Batch, OutputRecord
+from provenance.chain.artifacts import load_artifact
+from provenance.chain.tx import Transactor, decode_revert, revert_data
+from provenance.chain.types import Registration
+from provenance.errors import ChainError
+
+CONTRACT = "OutputAttestor"
+EIP712_NAME = "provenance OutputAttestor"
+EIP712_VERSION = "1"
+
+
+def parents_hash(registration: Registration) -> bytes:
+    """``keccak256(abi.encode(parents))``, the last part of a model id's pre-image."""
+    return keccak(encode(["(bytes32,uint8)[]"], [[p.as_abi() for p in registration.parents]]))
+
+
+class AttestorContract:
+    """The OutputAttestor at ``address``; writes need a :class:`Transactor`."""
+
+    def __init__(self, w3: Web3, address: str, transactor: Transactor | None = None) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.transactor = transactor
+        self.abi = load_artifact(CONTRACT).abi
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=self.abi)
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn.call()
+        except (ContractCustomError, ContractLogicError) as exc:
+            data = revert_data(exc)
+            decoded = decode_revert(data, self.abi, CONTRACT) if data else None
+            raise decoded or ChainError(f"{CONTRACT} call failed: {exc}") from exc
+
+    def _send(self, fn: Any, what: str) -> Any:
+        if self.transactor is None:
+            raise ChainError(
+                "this AttestorContract was built without a Transactor; it can only read"
+            )
+        built = fn.build_transaction({"from": self.transactor.address, "gas": 0})
+        built.pop("gas")
+        return self.transactor.send(dict(built), what=what, abi=self.abi, contract=CONTRACT)
+
+    # ------------------------------------------------------------ authorisation
+    def authorize_node(
+        self, model_id: bytes, node: str, registration: Registration, image_id: bytes
+    ) -> Any:
+        """Authorise ``node`` (the transactor must be the model's registrant)."""
+        fn = self.contract.functions.authorizeNode(
+            model_id,
+            to_checksum_address(node),
+            registration.certificate_digest,
+            registration.model_digest,
+            registration.data_commitment,
+            parents_hash(registration),
+            image_id,
+        )
+        return self._send(fn, "authorize node")
+
+    def deauthorize_node(self, model_id: bytes, node: str) -> Any:
+        return self._send(
+            self.contract.functions.deauthorizeNode(model_id, to_checksum_address(node)),
+            "deauthorize node",
+        )
+
+    def authorization(self, model_id: bytes, node: str) -> tuple[bytes, bytes]:
+        """(model digest, image id) ``node`` is authorised for; zeros when it is not."""
+        digest, image = self._call(
+            self.contract.functions.authorizationOf(model_id, to_checksum_address(node))
+        )
+        return bytes(digest), bytes(image)
+
+    def next_sequence(self, node: str) -> int:
+        return int(self._call(self.contract.functions.nextSequence(to_checksum_address(node))))
+
+    # -------------------------------------------------------------- attesting
+    def typed_data(self, batch: Batch) -> dict[str, Any]:
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                **BATCH_EIP712_TYPES,
+            },
+            "primaryType": "OutputBatch",
+            "domain": {
+                "name": EIP712_NAME,
+                "version": EIP712_VERSION,
+                "chainId": self.w3.eth.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "modelId": batch.model_id,
+                "modelDigest": batch.model_digest,
+                "root": batch.root,
+                "firstSequence": batch.first_sequence,
+                "count": batch.count,
+                "timestamp": batch.timestamp,
+            },
+        }
+
+    def sign(self, node: LocalAccount, batch: Batch) -> bytes:
+        """The node's EIP-712 signature over ``batch``."""
+        return bytes(
+            node.sign_message(encode_typed_data(full_message=self.typed_data(batch))).signature
+        )
+
+    def attest(self, record: OutputRecord, signature: bytes) -> Any:
+        return self._send(self.contract.functions.attest(record.as_abi(), signature), "attest")
+
+    def attest_batch(self, batch: Batch, signature: bytes) -> Any:
+        return self._send(
+            self.contract.functions.attestBatch(batch.as_abi(), signature),
+            f"attest a batch of {batch.count}",
+        )
+
+    # ------------------------------------------------------------- on-chain views
+    def leaf_of(self, record: OutputRecord) -> bytes:
+        return bytes(self._call(self.contract.functions.leafOf(record.as_abi())))
+
+    def verify_record(self, root: bytes, proof: Sequence[bytes], record: OutputRecord) -> bool:
+        return bool(
+            self._call(self.contract.functions.verifyRecord(root, list(proof), record.as_abi()))
+        )
+
+    def batch_digest(self, batch: Batch) -> bytes:
+        return bytes(self._call(self.contract.functions.batchDigest(batch.as_abi())))
