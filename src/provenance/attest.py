@@ -13,18 +13,28 @@ from the leaf up. OpenZeppelin's ``MerkleProof.verify`` accepts these proofs, an
 contract's ``verifyRecord``. (Training-data rows use the RFC 6962 SHA-256 tree of
 :mod:`provenance.hashing` instead: there the order of rows matters and nothing runs on chain.)
 
-Pure: eth-abi and eth-utils only, no web3.
+The values and checks are pure (eth-abi, eth-utils, eth-account; no web3). :class:`Attestor`,
+the SDK for inference services, adds a SQLite journal and talks to the chain only through the
+:class:`AttestationTarget` it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
-from provenance.errors import IntegrityError
+from provenance.errors import ConfigError, IntegrityError, ProvenanceError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 
 @dataclass(frozen=True)
@@ -153,3 +163,419 @@ BATCH_EIP712_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "timestamp", "type": "uint64"},
     ]
 }
+
+
+# --------------------------------------------------------------------------- receipts
+@dataclass(frozen=True)
+class Receipt:
+    """Everything an outsider needs to check one output: the record, its batch, the proof, the
+    node's signature, where to look on chain, and (once anchored) the transaction."""
+
+    record: OutputRecord
+    batch: Batch
+    proof: tuple[bytes, ...]
+    signature: bytes
+    node: str
+    chain_id: int
+    contract: str
+    transaction: str | None = None
+    block: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        hx = _hex
+        r, b = self.record, self.batch
+        return {
+            "version": 1,
+            "record": {
+                "model_id": hx(r.model_id),
+                "model_digest": hx(r.model_digest),
+                "input_digest": hx(r.input_digest),
+                "output_digest": hx(r.output_digest),
+                "sequence": r.sequence,
+                "timestamp": r.timestamp,
+            },
+            "batch": {
+                "root": hx(b.root),
+                "first_sequence": b.first_sequence,
+                "count": b.count,
+                "timestamp": b.timestamp,
+            },
+            "proof": [hx(p) for p in self.proof],
+            "signature": hx(self.signature),
+            "node": self.node,
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "transaction": self.transaction,
+            "block": self.block,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Receipt:
+        try:
+            r = data["record"]
+            b = data["batch"]
+            assert isinstance(r, dict) and isinstance(b, dict)
+            record = OutputRecord(
+                _unhex(r["model_id"]),
+                _unhex(r["model_digest"]),
+                _unhex(r["input_digest"]),
+                _unhex(r["output_digest"]),
+                int(r["sequence"]),
+                int(r["timestamp"]),
+            )
+            batch = Batch(
+                record.model_id,
+                record.model_digest,
+                _unhex(b["root"]),
+                int(b["first_sequence"]),
+                int(b["count"]),
+                int(b["timestamp"]),
+            )
+            proof = data["proof"]
+            assert isinstance(proof, list)
+            block = data.get("block")
+            transaction = data.get("transaction")
+            return cls(
+                record=record,
+                batch=batch,
+                proof=tuple(_unhex(p) for p in proof),
+                signature=_unhex(data["signature"], size=None),
+                node=str(data["node"]),
+                chain_id=int(str(data["chain_id"])),
+                contract=str(data["contract"]),
+                transaction=None if transaction is None else str(transaction),
+                block=None if block is None else int(str(block)),
+            )
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            raise IntegrityError(f"not a valid output receipt: {exc!r}") from exc
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _unhex(value: object, size: int | None = 32) -> bytes:
+    text = str(value)
+    raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    if size is not None and len(raw) != size:
+        raise ValueError(f"{text!r} is not {size} bytes")
+    return raw
+
+
+def batch_typed_data(batch: Batch, chain_id: int, contract: str) -> dict[str, object]:
+    """The EIP-712 typed data a node signs for ``batch`` on the attestor at ``contract``."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            **BATCH_EIP712_TYPES,
+        },
+        "primaryType": "OutputBatch",
+        "domain": {
+            "name": "provenance OutputAttestor",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        "message": {
+            "modelId": batch.model_id,
+            "modelDigest": batch.model_digest,
+            "root": batch.root,
+            "firstSequence": batch.first_sequence,
+            "count": batch.count,
+            "timestamp": batch.timestamp,
+        },
+    }
+
+
+def verify_receipt_offline(
+    receipt: Receipt, *, input_data: bytes | None = None, output_data: bytes | None = None
+) -> None:
+    """Everything but the chain: the digests of the given input/output, the record inside the
+    batch (Merkle proof), the record inside the batch's sequence range, and the node's signature
+    over the batch. Raises IntegrityError on the first failure."""
+    import hashlib
+
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    r, b = receipt.record, receipt.batch
+    if input_data is not None and hashlib.sha256(input_data).digest() != r.input_digest:
+        raise IntegrityError(
+            f"the input does not match the receipt's input digest 0x{r.input_digest.hex()}"
+        )
+    if output_data is not None and hashlib.sha256(output_data).digest() != r.output_digest:
+        raise IntegrityError(
+            f"the output does not match the receipt's output digest 0x{r.output_digest.hex()}"
+        )
+    if (b.model_id, b.model_digest) != (r.model_id, r.model_digest):
+        raise IntegrityError("the receipt's record and batch name different models")
+    if not b.first_sequence <= r.sequence < b.first_sequence + b.count:
+        raise IntegrityError(
+            f"sequence {r.sequence} is outside the batch's range {b.first_sequence}..{b.first_sequence + b.count - 1}"
+        )
+    verify_output_proof(b.root, receipt.proof, r)
+    signable = encode_typed_data(
+        full_message=batch_typed_data(b, receipt.chain_id, receipt.contract)
+    )
+    try:
+        signer = Account.recover_message(signable, signature=receipt.signature)
+    except (ValueError, TypeError) as exc:
+        raise IntegrityError(f"the batch signature is malformed: {exc}") from exc
+    if signer.lower() != receipt.node.lower():
+        raise IntegrityError(f"the batch is signed by {signer}, not by the node {receipt.node}")
+
+
+# ------------------------------------------------------------------------ the SDK
+class AttestationTarget(Protocol):
+    """The chain side an :class:`Attestor` needs (``provenance.chain.attestor.AttestorContract``)."""
+
+    address: str
+
+    def chain_id(self) -> int: ...
+
+    def next_sequence(self, node: str) -> int: ...
+
+    def sign_batch(self, node: LocalAccount, batch: Batch) -> bytes: ...
+
+    def anchor(self, batch: Batch, signature: bytes) -> tuple[str, int]: ...
+
+    def find_batch(self, root: bytes, node: str) -> tuple[str, int] | None: ...
+
+
+JOURNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY, input BLOB NOT NULL, output BLOB NOT NULL, ts INTEGER NOT NULL,
+    batch INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_by_batch ON records (batch, seq);
+CREATE TABLE IF NOT EXISTS batches (
+    first INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL, ts INTEGER NOT NULL,
+    signature BLOB NOT NULL, tx TEXT, block INTEGER
+);
+"""
+
+
+class Attestor:
+    """Records outputs of one model served by one node, batches them under Merkle roots, signs
+    and anchors the roots, and keeps everything in a SQLite journal synced to disk, so a crash or
+    an RPC outage loses nothing and a resubmission never duplicates (the contract's per-node
+    sequence refuses a batch twice; on restart a batch the chain already has is recognised by
+    the node's sequence and its event, not sent again).
+
+        attestor = Attestor(model_id, model_digest, node_key, AttestorContract(...), journal_path)
+        seq = attestor.record(input_bytes, output_bytes).sequence
+        attestor.flush()                      # or attestor.start(): seal by size or age, in the background
+        attestor.receipt(seq)                 # the record, root, proof, signature, tx and block
+    """
+
+    def __init__(
+        self,
+        model_id: bytes,
+        model_digest: bytes,
+        node: LocalAccount,
+        target: AttestationTarget,
+        journal: Path,
+        *,
+        batch_size: int = 1000,
+        max_age: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model_id = model_id
+        self.model_digest = model_digest
+        self.node = node
+        self.target = target
+        self.batch_size = batch_size
+        self.max_age = max_age
+        self.clock = clock
+        self.last_error: BaseException | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(journal), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(JOURNAL_SCHEMA)
+        self._check_identity()
+        local = self.db.execute("SELECT max(seq) FROM records").fetchone()[0]
+        self._next = (
+            max(-1 if local is None else int(local), target.next_sequence(node.address) - 1) + 1
+        )
+        self._chain_id = target.chain_id()
+
+    def _check_identity(self) -> None:
+        identity = f"{self.model_id.hex()}:{self.model_digest.hex()}:{self.node.address}:{self.target.address}"
+        with self.db:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (identity,))
+            elif row[0] != identity:
+                raise ConfigError(
+                    f"the journal belongs to another model, node or contract ({row[0]})"
+                )
+
+    # ----------------------------------------------------------------- recording
+    def record(self, input_data: bytes, output_data: bytes) -> OutputRecord:
+        """Journal one output (durably) and return its record; it is attested at the next flush."""
+        import hashlib
+
+        with self._lock:
+            seq = self._next
+            ts = int(self.clock())
+            rec = OutputRecord(
+                self.model_id,
+                self.model_digest,
+                hashlib.sha256(input_data).digest(),
+                hashlib.sha256(output_data).digest(),
+                seq,
+                ts,
+            )
+            with self.db:
+                self.db.execute(
+                    "INSERT INTO records (seq, input, output, ts) VALUES (?, ?, ?, ?)",
+                    (seq, rec.input_digest, rec.output_digest, ts),
+                )
+            self._next += 1
+            return rec
+
+    def pending(self) -> int:
+        """Records not yet anchored."""
+        row = self.db.execute(
+            "SELECT count(*) FROM records r LEFT JOIN batches b ON r.batch = b.first WHERE b.tx IS NULL"
+        ).fetchone()
+        return int(row[0])
+
+    # ---------------------------------------------------------------- batching
+    def flush(self) -> int:
+        """Seal every journaled record into batches, then anchor every unanchored batch in
+        order. Returns the number of batches anchored now. A failure leaves the journal as it
+        was for the next flush."""
+        with self._lock:
+            self._seal()
+            return self._submit()
+
+    def _records(self, where: str, args: tuple[object, ...]) -> list[OutputRecord]:
+        rows = self.db.execute(
+            f"SELECT seq, input, output, ts FROM records WHERE {where} ORDER BY seq", args
+        )
+        return [OutputRecord(self.model_id, self.model_digest, i, o, s, t) for s, i, o, t in rows]
+
+    def _seal(self) -> None:
+        pending = self._records("batch IS NULL", ())
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start : start + self.batch_size]
+            tree = OutputTree([r.leaf for r in chunk])
+            batch = Batch(
+                self.model_id,
+                self.model_digest,
+                tree.root,
+                chunk[0].sequence,
+                len(chunk),
+                int(self.clock()),
+            )
+            signature = self.target.sign_batch(self.node, batch)
+            with self.db:
+                self.db.execute(
+                    "INSERT INTO batches (first, count, root, ts, signature) VALUES (?, ?, ?, ?, ?)",
+                    (batch.first_sequence, batch.count, batch.root, batch.timestamp, signature),
+                )
+                self.db.execute(
+                    "UPDATE records SET batch = ? WHERE seq BETWEEN ? AND ?",
+                    (batch.first_sequence, chunk[0].sequence, chunk[-1].sequence),
+                )
+
+    def _submit(self) -> int:
+        anchored = 0
+        rows = self.db.execute(
+            "SELECT first, count, root, ts, signature FROM batches WHERE tx IS NULL ORDER BY first"
+        ).fetchall()
+        for first, count, root, ts, signature in rows:
+            batch = Batch(self.model_id, self.model_digest, root, first, count, ts)
+            on_chain_next = self.target.next_sequence(self.node.address)
+            if on_chain_next > first:  # sent before a crash: find it, do not send it again
+                found = self.target.find_batch(root, self.node.address)
+                if found is None:
+                    raise IntegrityError(
+                        f"the chain has this node's sequences up to {on_chain_next - 1}, but no "
+                        f"batch with root 0x{root.hex()}: the journal and the chain disagree"
+                    )
+                tx, block = found
+            else:
+                tx, block = self.target.anchor(batch, signature)
+                anchored += 1
+            with self.db:
+                self.db.execute(
+                    "UPDATE batches SET tx = ?, block = ? WHERE first = ?", (tx, block, first)
+                )
+        return anchored
+
+    # ----------------------------------------------------------------- receipts
+    def receipt(self, sequence: int) -> Receipt | None:
+        """The receipt of output ``sequence`` (None until its batch is sealed)."""
+        row = self.db.execute(
+            "SELECT b.first, b.count, b.root, b.ts, b.signature, b.tx, b.block FROM records r"
+            " JOIN batches b ON r.batch = b.first WHERE r.seq = ?",
+            (sequence,),
+        ).fetchone()
+        if row is None:
+            return None
+        first, count, root, ts, signature, tx, block = row
+        members = self._records("batch = ?", (first,))
+        tree = OutputTree([r.leaf for r in members])
+        index = sequence - first
+        return Receipt(
+            record=members[index],
+            batch=Batch(self.model_id, self.model_digest, root, first, count, ts),
+            proof=tuple(tree.proof(index)),
+            signature=bytes(signature),
+            node=self.node.address,
+            chain_id=self._chain_id,
+            contract=self.target.address,
+            transaction=tx,
+            block=block,
+        )
+
+    # --------------------------------------------------------------- background
+    def start(self) -> None:
+        """Seal and anchor in a background thread: when ``batch_size`` records wait, or the
+        oldest waits ``max_age`` seconds. Errors are kept in ``last_error`` and retried."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="provenance-attestor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(self.max_age / 2, 1.0)):
+            try:
+                oldest = self.db.execute(
+                    "SELECT min(ts) FROM records WHERE batch IS NULL"
+                ).fetchone()[0]
+                waiting = self.db.execute(
+                    "SELECT count(*) FROM records WHERE batch IS NULL"
+                ).fetchone()[0]
+                due = waiting >= self.batch_size or (
+                    oldest is not None and self.clock() - oldest >= self.max_age
+                )
+                unanchored = self.db.execute(
+                    "SELECT count(*) FROM batches WHERE tx IS NULL"
+                ).fetchone()[0]
+                if due or unanchored:
+                    self.flush()
+                self.last_error = None
+            except ProvenanceError as exc:
+                self.last_error = exc
+
+    def close(self) -> None:
+        """Stop the background thread and close the journal (nothing pending is lost)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.db.close()

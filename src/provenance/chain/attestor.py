@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import requests
 from eth_abi.abi import encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from provenance.attest import BATCH_EIP712_TYPES, Batch, OutputRecord
 from provenance.chain.artifacts import load_artifact
@@ -55,6 +57,8 @@ class AttestorContract:
             data = revert_data(exc)
             decoded = decode_revert(data, self.abi, CONTRACT) if data else None
             raise decoded or ChainError(f"{CONTRACT} call failed: {exc}") from exc
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
 
     def _send(self, fn: Any, what: str) -> Any:
         if self.transactor is None:
@@ -152,3 +156,42 @@ class AttestorContract:
 
     def batch_digest(self, batch: Batch) -> bytes:
         return bytes(self._call(self.contract.functions.batchDigest(batch.as_abi())))
+
+    # ------------------------------------------------ provenance.attest.AttestationTarget
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def sign_batch(self, node: LocalAccount, batch: Batch) -> bytes:
+        return self.sign(node, batch)
+
+    def anchor(self, batch: Batch, signature: bytes) -> tuple[str, int]:
+        """Submit a signed batch; (transaction hash, block number)."""
+        receipt = self.attest_batch(batch, signature)
+        return "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"])
+
+    def find_batch(self, root: bytes, node: str) -> tuple[str, int] | None:
+        """Where the batch with ``root`` from ``node`` was anchored, from the event log."""
+        topic = self.contract.events.OutputsAttested().topic
+        try:
+            logs = self._get_logs(topic, root, node)
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
+        if not logs:
+            return None
+        log = logs[0]
+        return "0x" + bytes(log["transactionHash"]).hex(), int(log["blockNumber"])
+
+    def _get_logs(self, topic: Any, root: bytes, node: str) -> Any:
+        return self.w3.eth.get_logs(
+            {
+                "address": self.address,
+                "fromBlock": 0,
+                "toBlock": "latest",
+                "topics": [
+                    topic,
+                    HexBytes(root),
+                    None,
+                    HexBytes(b"\x00" * 12 + bytes.fromhex(to_checksum_address(node)[2:])),
+                ],
+            }
+        )

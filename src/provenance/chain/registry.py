@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import requests
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_typing import ABIEvent
@@ -30,7 +31,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.events import get_event_data
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from provenance.chain.artifacts import load_artifact
 from provenance.chain.deploy import Deployment
@@ -122,6 +123,8 @@ class Registry:
             data = revert_data(exc)
             decoded = decode_revert(data, self.abi, CONTRACT) if data else None
             raise decoded or ChainError(f"{CONTRACT} call failed: {exc}") from exc
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
 
     def record(self, model_id: bytes) -> ModelRecord:
         registrant, at, status, ack = self._call(self.contract.functions.recordOf(model_id))
