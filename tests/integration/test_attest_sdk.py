@@ -180,3 +180,69 @@ def test_anvil_dies_in_the_middle_of_a_batch(tmp_path: Path) -> None:
         sdk.close()
     finally:
         own.down()
+
+
+def test_verify_output_from_the_cli(w3: Web3, cli_env: dict[str, str], tmp_path: Path) -> None:
+    from .test_stack import run_cli
+
+    registry, attestor = deploy_contracts(w3, tmp_path)
+    model_id, digest, node = served_model(registry, attestor, w3)
+    sdk = Attestor(model_id, digest, node, attestor, tmp_path / "journal.sqlite", batch_size=5)
+    (x, y, seq), *_ = outputs(sdk, 5)
+    sdk.flush()
+    receipt = sdk.receipt(seq)
+    assert receipt is not None
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt.to_json()))
+    (tmp_path / "x").write_bytes(x)
+    (tmp_path / "y").write_bytes(y)
+
+    result = run_cli(
+        "verify-output",
+        str(path),
+        "--input",
+        str(tmp_path / "x"),
+        "--output",
+        str(tmp_path / "y"),
+        "--json",
+        env=cli_env,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["chain"]["anchored_in"] == {
+        "transaction": receipt.transaction,
+        "block": receipt.block,
+    }
+    assert (
+        report["chain"]["model_status"] == "active"
+        and report["chain"]["node_still_authorised"] is True
+    )
+    assert set(report["checks"].values()) == {"pass"}
+
+    offline = run_cli("verify-output", str(path), "--offline", env={"PATH": "/usr/bin:/bin"})
+    assert offline.returncode == 0, offline.stderr
+    assert "not checked (offline)" in offline.stdout
+
+    (tmp_path / "y2").write_bytes(y + b"!")
+    tampered = run_cli("verify-output", str(path), "--output", str(tmp_path / "y2"), env=cli_env)
+    assert tampered.returncode == 1
+    assert tampered.stderr.strip() == (
+        f"error: the output does not match the receipt's output digest 0x{receipt.record.output_digest.hex()}"
+    )
+
+    outputs(sdk, 1, offset=5)
+    sdk._seal()  # sealed and signed, never sent
+    unsent = sdk.receipt(5)
+    assert unsent is not None
+    (tmp_path / "unsent.json").write_text(json.dumps(unsent.to_json()))
+    result = run_cli("verify-output", str(tmp_path / "unsent.json"), env=cli_env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: batch root 0x{unsent.batch.root.hex()} by {node.address} is not anchored on {attestor.address}"
+    )
+
+    as_user(registry, ALICE).revoke(model_id, keccak(text="incident"))
+    result = run_cli("verify-output", str(path), env=cli_env)
+    assert result.returncode == 0
+    assert "warn: revoked" in result.stdout
+    sdk.close()

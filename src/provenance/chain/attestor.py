@@ -24,11 +24,11 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from provenance.attest import BATCH_EIP712_TYPES, Batch, OutputRecord
+from provenance.attest import BATCH_EIP712_TYPES, Batch, OutputRecord, Receipt
 from provenance.chain.artifacts import load_artifact
 from provenance.chain.tx import Transactor, decode_revert, revert_data
 from provenance.chain.types import Registration
-from provenance.errors import ChainError
+from provenance.errors import ChainError, IntegrityError
 
 CONTRACT = "OutputAttestor"
 EIP712_NAME = "provenance OutputAttestor"
@@ -195,3 +195,44 @@ class AttestorContract:
                 ],
             }
         )
+
+
+def verify_receipt_on_chain(
+    w3: Web3, receipt: Receipt, registry_address: str | None = None
+) -> dict[str, Any]:
+    """The chain's part of checking a receipt: the batch root is anchored by that node in the
+    block the receipt names (or anywhere, when it names none), the node is (still) authorised
+    for the model and that model digest, and the model's status in the registry. Raises
+    IntegrityError when the root is not anchored or the authorisation does not match; returns
+    facts for the report (status, anchoring block)."""
+    if w3.eth.chain_id != receipt.chain_id:
+        raise IntegrityError(
+            f"the receipt is for chain {receipt.chain_id}, the RPC serves chain {w3.eth.chain_id}"
+        )
+    attestor = AttestorContract(w3, receipt.contract)
+    found = attestor.find_batch(receipt.batch.root, receipt.node)
+    if found is None:
+        raise IntegrityError(
+            f"batch root 0x{receipt.batch.root.hex()} by {receipt.node} is not anchored on {receipt.contract}"
+        )
+    tx, block = found
+    if receipt.block is not None and receipt.block != block:
+        raise IntegrityError(
+            f"the batch is anchored in block {block}, not in block {receipt.block} as the receipt says"
+        )
+    digest, image = attestor.authorization(receipt.record.model_id, receipt.node)
+    authorised = digest == receipt.record.model_digest
+    registry = registry_address or str(attestor._call(attestor.contract.functions.registry()))
+    from provenance.chain.registry import Registry
+
+    status = Registry(w3, registry).status(receipt.record.model_id)
+    if not authorised and digest != b"\x00" * 32:
+        raise IntegrityError(
+            f"node {receipt.node} is authorised for model digest 0x{digest.hex()}, not 0x{receipt.record.model_digest.hex()}"
+        )
+    return {
+        "anchored_in": {"transaction": tx, "block": block},
+        "node_still_authorised": authorised,
+        "image_id": "0x" + image.hex() if authorised else None,
+        "model_status": status.label,
+    }
