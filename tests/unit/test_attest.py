@@ -61,3 +61,13 @@ def test_changed_records_and_wrong_proofs_are_refused() -> None:
         tree.proof(6)
     with pytest.raises(ValueError, match=r"^an output tree needs at least one leaf$"):
         OutputTree([])
+
+
+def test_the_fast_encoding_is_abi_encode() -> None:
+    from eth_abi.abi import encode
+
+    r = record(7)
+    assert r.encoded() == encode(
+        ["bytes32", "bytes32", "bytes32", "bytes32", "uint64", "uint64"], list(r.as_abi())
+    )
+    assert r.leaf == keccak(keccak(r.encoded()))
