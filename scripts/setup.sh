@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command, idempotent setup of provenance on a fresh Debian machine.
 #
-#   scripts/setup.sh            # .venv, npm tools, kubo, Docker engine
+#   scripts/setup.sh            # .venv, npm tools, kubo, Docker engine, base image
 #   scripts/setup.sh --with-ape # ... and a separate .venv-ape with ape + ape-foundry
 #
 # Everything it creates is gitignored: .venv/, .venv-ape/, .tools/.
@@ -96,6 +96,13 @@ if (( ${#need_pkgs[@]} )); then
   fi
 else
   say "Docker engine and mmdebstrap are available"
+fi
+
+# --- base image of model images: Debian packages, no registry (cached) ------
+if command -v mmdebstrap >/dev/null; then
+  "$ROOT/scripts/base-image.sh" "$TOOLS/images"
+else
+  echo "setup: warning: mmdebstrap is missing; model images need scripts/base-image.sh" >&2
 fi
 
 # --- ape (optional, its own environment: ape pins web3 < 8) -----------------

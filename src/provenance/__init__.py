@@ -51,6 +51,14 @@ _LAZY = {
     "open_table": "provenance.manifest",
     "Run": "provenance.capture",
     "track": "provenance.capture",
+    "ImageError": "provenance.errors",
+    "DockerEngine": "provenance.images",
+    "ImageRecord": "provenance.images",
+    "attach_image": "provenance.images",
+    "build_model_image": "provenance.images",
+    "pull_from_ipfs": "provenance.images",
+    "push_to_ipfs": "provenance.images",
+    "run_prediction": "provenance.images",
 }
 
 __all__ = [
@@ -62,7 +70,10 @@ __all__ = [
     "ConfigError",
     "ContractRevertError",
     "Deployment",
+    "DockerEngine",
     "FileManifest",
+    "ImageError",
+    "ImageRecord",
     "IntegrityError",
     "LineageIndex",
     "ModelRecord",
@@ -80,6 +91,8 @@ __all__ = [
     "TableManifest",
     "Transactor",
     "__version__",
+    "attach_image",
+    "build_model_image",
     "connect",
     "dev_account",
     "ensure_deployed",
@@ -88,6 +101,9 @@ __all__ = [
     "load_keystore",
     "manifest_of",
     "open_table",
+    "pull_from_ipfs",
+    "push_to_ipfs",
+    "run_prediction",
     "sign_certificate",
     "track",
     "verify_certificate_signature",
@@ -124,10 +140,20 @@ if TYPE_CHECKING:
         ChainError,
         ConfigError,
         ContractRevertError,
+        ImageError,
         IntegrityError,
         ProvenanceError,
         ServiceError,
         SignatureError,
+    )
+    from provenance.images import (
+        DockerEngine,
+        ImageRecord,
+        attach_image,
+        build_model_image,
+        pull_from_ipfs,
+        push_to_ipfs,
+        run_prediction,
     )
     from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
     from provenance.stack import Stack

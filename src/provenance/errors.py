@@ -69,6 +69,11 @@ class SignatureError(CertificateError):
     """A certificate's EIP-712 signature does not recover to its creator (or is missing)."""
 
 
+class ImageError(ProvenanceError):
+    """A container image could not be built, saved, loaded or run, or cannot hold the model
+    (a format without an entrypoint, packages that cannot be copied into it)."""
+
+
 class CaptureError(ProvenanceError):
     """Capturing a training run failed (in strict mode; otherwise failures become warnings)."""
 
@@ -79,6 +84,7 @@ __all__ = [
     "ChainError",
     "ConfigError",
     "ContractRevertError",
+    "ImageError",
     "IntegrityError",
     "KeyLoadError",
     "PolicyError",

@@ -74,3 +74,17 @@ def cli_env(stack_config_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "DOCKER_HOST"))}
     env["PROVENANCE_CONFIG"] = str(stack_config_path)
     return env
+
+
+BASE_ROOTFS = ROOT / ".tools" / "images" / "base-bookworm.tar"
+"""The base image's root file system, built from Debian packages by scripts/setup.sh."""
+
+
+@pytest.fixture(scope="session")
+def base_image(stack: Stack) -> str:
+    """The base of model images, loaded into the stack's engine from the cached tarball (a
+    few seconds; building the tarball is setup's job). Its image id."""
+    from provenance.images import DockerEngine, ensure_base_image
+
+    with DockerEngine(stack.docker_host()) as engine:
+        return ensure_base_image(engine, BASE_ROOTFS).id

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from provenance import __version__
-from provenance.cli import attest, certificates, ipfs, registry, stack
+from provenance.cli import attest, certificates, images, ipfs, registry, stack
 from provenance.cli._common import err, out, state
 from provenance.errors import ProvenanceError
 
@@ -29,6 +29,7 @@ for _group in (stack.app, registry.app, certificates.app, attest.app):
     for _command in _group.registered_commands:
         app.registered_commands.append(_command)
 app.add_typer(ipfs.app, name="ipfs")
+app.add_typer(images.app, name="image")
 app.add_typer(certificates.data_app, name="data")
 app.add_typer(certificates.certificate_app, name="certificate")
 

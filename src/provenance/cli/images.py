@@ -1,0 +1,207 @@
+"""Commands for model images: ``provenance image build / push / pull / run / verify``.
+
+The engine is the configured one (``[docker] host`` / ``DOCKER_HOST``), else the stack's dockerd,
+else the system's. Archives go to the configured storage, as with ``provenance ipfs``. The base
+image is loaded into the engine from ``.tools/images/base-bookworm.tar`` (made by
+``scripts/setup.sh``) when the engine lacks it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from provenance.certificate import Certificate, body_of, load_certificate
+from provenance.cli._common import config as _config
+from provenance.cli._common import say
+from provenance.cli._common import tools as _tools
+from provenance.errors import ImageError
+from provenance.images import (
+    BASE_IMAGE,
+    DockerEngine,
+    ImageRecord,
+    LocalImage,
+    build_model_image,
+    default_rootfs,
+    ensure_base_image,
+    pull_from_ipfs,
+    push_to_ipfs,
+    run_prediction,
+    verify_model_image,
+)
+from provenance.stack import Stack
+from provenance.storage import Storage, open_storage
+
+app = typer.Typer(
+    help="Docker images of models, moved through IPFS and checked by image id.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _engine() -> Iterator[DockerEngine]:
+    with DockerEngine(Stack(_config(), _tools()).docker_host()) as engine:
+        yield engine
+
+
+@contextmanager
+def _storage() -> Iterator[Storage]:
+    config = _config()
+    storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+def _certificate(path: Path | None) -> Certificate | None:
+    return body_of(load_certificate(path)) if path is not None else None
+
+
+def _write_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _image_json(image: LocalImage, record: ImageRecord | None = None) -> dict[str, Any]:
+    report: dict[str, Any] = {"image_id": image.id, "tag": image.tag, "labels": dict(image.labels)}
+    if record is not None:
+        report["archive"] = record.archive
+        report["size"] = record.size
+    return report
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+Expect = Annotated[
+    str | None,
+    typer.Option("--expect", help="The image id (sha256:...) the archive must hold."),
+]
+
+
+@app.command()
+def build(
+    model: Annotated[
+        Path, typer.Argument(help="The pickled model: a file, or a folder with model.pkl.")
+    ],
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            "--certificate",
+            help="The model's certificate: checks the model digest and package versions, and "
+            "labels the image with the certificate digest.",
+        ),
+    ] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Default provenance/model:<digest>.")] = (
+        None
+    ),
+    base: Annotated[str, typer.Option("--base", help="The base image (with python3).")] = (
+        BASE_IMAGE
+    ),
+    base_rootfs: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-rootfs",
+            help="Root file system tarball to load the base image from when the engine lacks "
+            "it (default: .tools/images/base-bookworm.tar of this checkout).",
+        ),
+    ] = None,
+    push: Annotated[bool, typer.Option("--push", help="Also push the image to IPFS.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Build a Docker image that serves a scikit-learn model (predictions from stdin)."""
+    body = _certificate(certificate)
+    with _engine() as engine:
+        if base == BASE_IMAGE:
+            ensure_base_image(engine, base_rootfs or default_rootfs(Path(sys.prefix)), base)
+        image = build_model_image(engine, model, certificate=body, tag=tag, base=base)
+        record = None
+        if push:
+            with _storage() as storage:
+                record = push_to_ipfs(engine, image.id, storage)
+    if as_json:
+        _write_json(_image_json(image, record))
+        return
+    say(f"built {image.id} as {image.tag}")
+    if record is not None:
+        say(f"pushed its archive ({record.size} bytes) to IPFS: {record.archive}")
+
+
+@app.command()
+def push(
+    image: Annotated[str, typer.Argument(help="Any image of the engine, by tag or id.")],
+    as_json: AsJson = False,
+) -> None:
+    """Stream `docker save` of an image into IPFS; prints the archive's CID."""
+    with _engine() as engine, _storage() as storage:
+        record = push_to_ipfs(engine, image, storage)
+    if as_json:
+        _write_json(record.model_dump(mode="json", exclude_none=True))
+    else:
+        sys.stdout.write(record.archive + "\n")
+
+
+@app.command()
+def pull(
+    cid: Annotated[str, typer.Argument(help="The CID of an image archive.")],
+    expect: Expect = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Default provenance/ipfs:<cid>.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fetch an image archive (verified against its CID), load it, check its image id."""
+    with _engine() as engine, _storage() as storage:
+        image = pull_from_ipfs(engine, storage, cid, expect, tag=tag)
+    if as_json:
+        _write_json(_image_json(image))
+    else:
+        say(f"loaded {image.id} as {image.tag}")
+
+
+@app.command()
+def run(
+    cid: Annotated[str, typer.Argument(help="The CID of a model image archive.")],
+    expect: Expect = None,
+    request: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help='JSON request: a list of rows, or {"instances": rows}; default stdin.',
+        ),
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="predict, predict_proba, decision_function...")
+    ] = "predict",
+) -> None:
+    """Pull a model image, run one prediction in it (no network), print the predictions.
+
+    With --expect and that image already in the engine, nothing is fetched: an image id is the
+    digest of the image's config, which names every layer by digest."""
+    text = request.read_text(encoding="utf-8") if request is not None else sys.stdin.read()
+    try:
+        instances = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImageError(f"the request is not JSON: {exc}") from None
+    with _engine() as engine:
+        if expect is not None and engine.has(expect):
+            image = expect
+        else:
+            with _storage() as storage:
+                image = pull_from_ipfs(engine, storage, cid, expect).id
+        predictions = run_prediction(engine, image, instances, method=method)
+    sys.stdout.write(json.dumps({"predictions": predictions}) + "\n")
+
+
+@app.command()
+def verify(
+    image: Annotated[str, typer.Argument(help="An image of the engine, by tag or id.")],
+    certificate: Annotated[Path, typer.Option("--certificate", help="The model's certificate.")],
+) -> None:
+    """Check that the model files inside an image have the certificate's model digest."""
+    body = body_of(load_certificate(certificate))
+    with _engine() as engine:
+        verify_model_image(engine, image, body.model.digest)
+    say(f"{image} holds model {body.model.digest}")
