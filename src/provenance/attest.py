@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternatives
 
+from provenance.chain.types import EIP712_DOMAIN_TYPES
 from provenance.errors import ConfigError, IntegrityError, ProvenanceError
 
 if TYPE_CHECKING:
@@ -273,16 +274,11 @@ def _unhex(value: object, size: int | None = 32) -> bytes:
     return raw
 
 
-def batch_typed_data(batch: Batch, chain_id: int, contract: str) -> dict[str, object]:
+def batch_typed_data(batch: Batch, chain_id: int, contract: str) -> dict[str, Any]:
     """The EIP-712 typed data a node signs for ``batch`` on the attestor at ``contract``."""
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_TYPES,
             **BATCH_EIP712_TYPES,
         },
         "primaryType": "OutputBatch",

@@ -24,15 +24,13 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from provenance.attest import BATCH_EIP712_TYPES, Batch, OutputRecord, Receipt
+from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
 from provenance.chain.artifacts import load_artifact
 from provenance.chain.tx import Transactor, decode_revert, revert_data
 from provenance.chain.types import Registration
 from provenance.errors import ChainError, IntegrityError
 
 CONTRACT = "OutputAttestor"
-EIP712_NAME = "provenance OutputAttestor"
-EIP712_VERSION = "1"
 
 
 def parents_hash(registration: Registration) -> bytes:
@@ -103,32 +101,7 @@ class AttestorContract:
 
     # -------------------------------------------------------------- attesting
     def typed_data(self, batch: Batch) -> dict[str, Any]:
-        return {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                **BATCH_EIP712_TYPES,
-            },
-            "primaryType": "OutputBatch",
-            "domain": {
-                "name": EIP712_NAME,
-                "version": EIP712_VERSION,
-                "chainId": self.w3.eth.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "modelId": batch.model_id,
-                "modelDigest": batch.model_digest,
-                "root": batch.root,
-                "firstSequence": batch.first_sequence,
-                "count": batch.count,
-                "timestamp": batch.timestamp,
-            },
-        }
+        return batch_typed_data(batch, self.w3.eth.chain_id, self.address)
 
     def sign(self, node: LocalAccount, batch: Batch) -> bytes:
         """The node's EIP-712 signature over ``batch``."""

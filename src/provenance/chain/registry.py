@@ -37,6 +37,7 @@ from provenance.chain.artifacts import load_artifact
 from provenance.chain.deploy import Deployment
 from provenance.chain.tx import Transactor, decode_revert, revert_data
 from provenance.chain.types import (
+    EIP712_DOMAIN_TYPES,
     EIP712_NAME,
     EIP712_TYPES,
     EIP712_VERSION,
@@ -228,12 +229,7 @@ class Registry:
     ) -> dict[str, Any]:
         return {
             "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
+                "EIP712Domain": EIP712_DOMAIN_TYPES,
                 **EIP712_TYPES,
             },
             "primaryType": "Register",

@@ -173,6 +173,13 @@ EIP712_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "deadline", "type": "uint256"},
     ],
 }
+EIP712_DOMAIN_TYPES: list[dict[str, str]] = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+"""The EIP-712 domain of a contract: name, version, chain id, address (OpenZeppelin EIP712)."""
 EIP712_NAME = "provenance ModelRegistry"
 EIP712_VERSION = "1"
 
