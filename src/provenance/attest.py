@@ -404,6 +404,7 @@ class Attestor:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sealed: dict[int, tuple[list[OutputRecord], OutputTree]] = {}
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(journal), check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -533,8 +534,11 @@ class Attestor:
         if row is None:
             return None
         first, count, root, ts, signature, tx, block = row
-        members = self._records("batch = ?", (first,))
-        tree = OutputTree([r.leaf for r in members])
+        cached = self._sealed.get(first)
+        if cached is None:  # a sealed batch never changes: build its tree once
+            members = self._records("batch = ?", (first,))
+            cached = self._sealed[first] = (members, OutputTree([r.leaf for r in members]))
+        members, tree = cached
         index = sequence - first
         return Receipt(
             record=members[index],

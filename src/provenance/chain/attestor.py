@@ -21,12 +21,11 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.exceptions import Web3Exception
 
 from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
-from provenance.chain.artifacts import load_artifact
-from provenance.chain.tx import Transactor, decode_revert, revert_data
+from provenance.chain.contract import ContractClient
+from provenance.chain.tx import Transactor
 from provenance.chain.types import Registration
 from provenance.errors import ChainError, IntegrityError
 
@@ -38,34 +37,11 @@ def parents_hash(registration: Registration) -> bytes:
     return keccak(encode(["(bytes32,uint8)[]"], [[p.as_abi() for p in registration.parents]]))
 
 
-class AttestorContract:
+class AttestorContract(ContractClient):
     """The OutputAttestor at ``address``; writes need a :class:`Transactor`."""
 
     def __init__(self, w3: Web3, address: str, transactor: Transactor | None = None) -> None:
-        self.w3 = w3
-        self.address = to_checksum_address(address)
-        self.transactor = transactor
-        self.abi = load_artifact(CONTRACT).abi
-        self.contract: Contract = w3.eth.contract(address=self.address, abi=self.abi)
-
-    def _call(self, fn: Any) -> Any:
-        try:
-            return fn.call()
-        except (ContractCustomError, ContractLogicError) as exc:
-            data = revert_data(exc)
-            decoded = decode_revert(data, self.abi, CONTRACT) if data else None
-            raise decoded or ChainError(f"{CONTRACT} call failed: {exc}") from exc
-        except (requests.RequestException, Web3Exception, OSError) as exc:
-            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
-
-    def _send(self, fn: Any, what: str) -> Any:
-        if self.transactor is None:
-            raise ChainError(
-                "this AttestorContract was built without a Transactor; it can only read"
-            )
-        built = fn.build_transaction({"from": self.transactor.address, "gas": 0})
-        built.pop("gas")
-        return self.transactor.send(dict(built), what=what, abi=self.abi, contract=CONTRACT)
+        super().__init__(CONTRACT, w3, address, transactor)
 
     # ------------------------------------------------------------ authorisation
     def authorize_node(

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import requests
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_typing import ABIEvent
@@ -30,12 +29,10 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.events import get_event_data
-from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from provenance.chain.artifacts import load_artifact
+from provenance.chain.contract import ContractClient
 from provenance.chain.deploy import Deployment
-from provenance.chain.tx import Transactor, decode_revert, revert_data
+from provenance.chain.tx import Transactor
 from provenance.chain.types import (
     EIP712_DOMAIN_TYPES,
     EIP712_NAME,
@@ -77,7 +74,7 @@ class RegistryEvent:
     args: dict[str, Any]
 
 
-class Registry:
+class Registry(ContractClient):
     """The ModelRegistry at ``address``; writes need a :class:`Transactor`."""
 
     def __init__(
@@ -89,13 +86,9 @@ class Registry:
         from_block: int = 0,
         log_chunk: int = 10_000,
     ) -> None:
-        self.w3 = w3
-        self.address = to_checksum_address(address)
-        self.transactor = transactor
+        super().__init__(CONTRACT, w3, address, transactor)
         self.from_block = from_block
         self.log_chunk = log_chunk
-        self.abi = load_artifact(CONTRACT).abi
-        self.contract: Contract = w3.eth.contract(address=self.address, abi=self.abi)
         self._events = {
             event_abi_to_log_topic(cast(ABIEvent, e)): e for e in self.abi if e["type"] == "event"
         }
@@ -117,16 +110,6 @@ class Registry:
         return cls(w3, record.address, transactor, from_block=record.block)
 
     # ------------------------------------------------------------ reads
-    def _call(self, fn: Any) -> Any:
-        try:
-            return fn.call()
-        except (ContractCustomError, ContractLogicError) as exc:
-            data = revert_data(exc)
-            decoded = decode_revert(data, self.abi, CONTRACT) if data else None
-            raise decoded or ChainError(f"{CONTRACT} call failed: {exc}") from exc
-        except (requests.RequestException, Web3Exception, OSError) as exc:
-            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
-
     def record(self, model_id: bytes) -> ModelRecord:
         registrant, at, status, ack = self._call(self.contract.functions.recordOf(model_id))
         return ModelRecord(
@@ -168,17 +151,6 @@ class Registry:
         return bytes(self._call(fn))
 
     # ----------------------------------------------------------- writes
-    def _tx(self) -> Transactor:
-        if self.transactor is None:
-            raise ChainError("this Registry was built without a Transactor; it can only read")
-        return self.transactor
-
-    def _send(self, fn: Any, what: str) -> Any:
-        tx = self._tx()
-        built = fn.build_transaction({"from": tx.address, "gas": 0})
-        built.pop("gas")
-        return tx.send(dict(built), what=what, abi=self.abi, contract=CONTRACT)
-
     def register(self, registration: Registration) -> Registered:
         """Register for the transactor's account. Registering the same content again by the
         same registrant is an idempotent success (``already=True``)."""
