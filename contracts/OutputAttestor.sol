@@ -18,6 +18,7 @@ contract OutputAttestor is IOutputAttestor, EIP712 {
     IModelRegistry private immutable _registry;
     mapping(bytes32 modelId => mapping(address node => Authorization)) private _authorizations;
     mapping(address node => uint64) private _nextSequence;
+    mapping(address registrant => mapping(address operator => bool)) private _operators;
 
     constructor(IModelRegistry registry_) EIP712("provenance OutputAttestor", "1") {
         _registry = registry_;
@@ -36,7 +37,7 @@ contract OutputAttestor is IOutputAttestor, EIP712 {
         if (node == address(0) || modelDigest == bytes32(0)) revert ZeroValue();
         IModelRegistry.Record memory record = _registry.recordOf(modelId);
         if (record.status != IModelRegistry.Status.Active) revert ModelNotActive(modelId);
-        if (record.registrant != msg.sender) revert NotModelRegistrant(modelId, msg.sender);
+        _onlyRegistrantOrOperator(modelId, record.registrant);
         if (keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment, parentsHash)) != modelId) {
             revert ModelDigestMismatch(modelId, modelDigest);
         }
@@ -46,9 +47,21 @@ contract OutputAttestor is IOutputAttestor, EIP712 {
 
     /// @inheritdoc IOutputAttestor
     function deauthorizeNode(bytes32 modelId, address node) external {
-        if (_registry.recordOf(modelId).registrant != msg.sender) revert NotModelRegistrant(modelId, msg.sender);
+        _onlyRegistrantOrOperator(modelId, _registry.recordOf(modelId).registrant);
         delete _authorizations[modelId][node];
         emit NodeDeauthorized(modelId, node);
+    }
+
+    /// @inheritdoc IOutputAttestor
+    function setOperator(address operator, bool approved) external {
+        if (operator == address(0)) revert ZeroValue();
+        _operators[msg.sender][operator] = approved;
+        emit OperatorSet(msg.sender, operator, approved);
+    }
+
+    /// @inheritdoc IOutputAttestor
+    function isOperator(address registrant, address operator) external view returns (bool) {
+        return _operators[registrant][operator];
     }
 
     /// @inheritdoc IOutputAttestor
@@ -116,6 +129,12 @@ contract OutputAttestor is IOutputAttestor, EIP712 {
         if (firstSequence != expected) revert UnexpectedSequence(node, expected, firstSequence);
         _nextSequence[node] = expected + count;
         emit OutputsAttested(root, modelId, node, firstSequence, count, timestamp);
+    }
+
+    function _onlyRegistrantOrOperator(bytes32 modelId, address registrant) private view {
+        if (registrant != msg.sender && !_operators[registrant][msg.sender]) {
+            revert NotModelRegistrant(modelId, msg.sender);
+        }
     }
 
     function _batchDigest(

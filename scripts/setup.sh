@@ -39,7 +39,7 @@ fi
 if [[ "$(cat "$VENV/.provenance-stamp" 2>/dev/null)" != "$want" ]]; then
   say "installing provenance and its test extras into .venv"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,server]"
   echo "$want" > "$VENV/.provenance-stamp"
 else
   say ".venv is up to date"
@@ -84,6 +84,9 @@ docker_answers() {
 need_pkgs=()
 if ! docker_answers && ! command -v dockerd >/dev/null; then need_pkgs+=(docker.io); fi
 if ! command -v mmdebstrap >/dev/null; then need_pkgs+=(mmdebstrap); fi
+# graphviz lays out `provenance tree --format svg`; chromium runs the explorer's browser test
+if ! command -v dot >/dev/null; then need_pkgs+=(graphviz); fi
+if ! command -v chromium >/dev/null; then need_pkgs+=(chromium); fi
 if (( ${#need_pkgs[@]} )); then
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${need_pkgs[*]}"
@@ -91,11 +94,11 @@ if (( ${#need_pkgs[@]} )); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   else
-    echo "setup: warning: no Docker daemon answers and apt-get is not usable as this user;" \
-         "install ${need_pkgs[*]} yourself or point DOCKER_HOST at an engine" >&2
+    echo "setup: warning: apt-get is not usable as this user; install ${need_pkgs[*]}" \
+         "yourself (or point DOCKER_HOST at an engine)" >&2
   fi
 else
-  say "Docker engine and mmdebstrap are available"
+  say "Docker engine, mmdebstrap, graphviz and chromium are available"
 fi
 
 # --- base image of model images: Debian packages, no registry (cached) ------

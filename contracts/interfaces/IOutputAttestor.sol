@@ -50,6 +50,9 @@ interface IOutputAttestor {
     /// @notice `node` may no longer attest outputs of `modelId`.
     event NodeDeauthorized(bytes32 indexed modelId, address indexed node);
 
+    /// @notice `registrant` approved (or withdrew) `operator` to authorise nodes for its models.
+    event OperatorSet(address indexed registrant, address indexed operator, bool approved);
+
     /// @notice `node` attested `count` outputs under `root`, sequences firstSequence.. onwards.
     event OutputsAttested(
         bytes32 indexed root,
@@ -62,7 +65,7 @@ interface IOutputAttestor {
 
     /// @notice The model is not registered, or revoked.
     error ModelNotActive(bytes32 modelId);
-    /// @notice The caller is not the model's registrant.
+    /// @notice The caller is neither the model's registrant nor an operator it approved.
     error NotModelRegistrant(bytes32 modelId, address account);
     /// @notice The model digest does not belong to the model id (its registration pre-image differs).
     error ModelDigestMismatch(bytes32 modelId, bytes32 modelDigest);
@@ -75,7 +78,8 @@ interface IOutputAttestor {
     /// @notice A zero node address or digest.
     error ZeroValue();
 
-    /// @notice Authorise `node` for `modelId`; the caller must be the model's registrant. The model
+    /// @notice Authorise `node` for `modelId`; the caller must be the model's registrant or an
+    ///         operator it approved (setOperator). The model
     ///         digest is proven by the model id's pre-image (certificate digest, data commitment,
     ///         parents hash).
     function authorizeNode(
@@ -88,8 +92,15 @@ interface IOutputAttestor {
         bytes32 imageId
     ) external;
 
-    /// @notice Withdraw `node`'s authorisation for `modelId` (the model's registrant).
+    /// @notice Withdraw `node`'s authorisation for `modelId` (the model's registrant or operator).
     function deauthorizeNode(bytes32 modelId, address node) external;
+
+    /// @notice Approve (or withdraw) `operator` as the caller's delegate: it may authorise and
+    ///         deauthorise nodes for every model the caller registered (e.g. a deployment service).
+    function setOperator(address operator, bool approved) external;
+
+    /// @notice True when `registrant` approved `operator`.
+    function isOperator(address registrant, address operator) external view returns (bool);
 
     /// @notice Record one output, signed by an authorised node.
     function attest(OutputRecord calldata record, bytes calldata signature) external returns (bytes32 leaf);

@@ -341,7 +341,8 @@ def verify_receipt_offline(
 class AttestationTarget(Protocol):
     """The chain side an :class:`Attestor` needs (``provenance.chain.attestor.AttestorContract``)."""
 
-    address: str
+    @property
+    def address(self) -> str: ...
 
     def chain_id(self) -> int: ...
 
@@ -451,6 +452,12 @@ class Attestor:
                 )
             self._next += 1
             return rec
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number the next recorded output gets."""
+        with self._lock:
+            return self._next
 
     def pending(self) -> int:
         """Records not yet anchored."""

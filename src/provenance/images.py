@@ -68,6 +68,7 @@ import re
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -985,6 +986,72 @@ def run_prediction(
         raise ImageError(f"the prediction in {image} printed no predictions") from exc
 
 
+class ModelServer:
+    """A container of a model image answering predictions over HTTP on a loopback port (the
+    entrypoint's ``--serve`` mode, on the host's network: the stack's engine runs without a
+    bridge). :func:`start_model_server` starts it; :meth:`stop` removes the container."""
+
+    def __init__(self, container: Any, url: str, timeout: float) -> None:
+        import httpx
+
+        self.container = container
+        self.url = url
+        self.client = httpx.Client(base_url=url, timeout=timeout)
+
+    def predict(self, rows: list[Any], method: str = "predict") -> list[Any]:
+        """The predictions; ValueError for a request the model refuses (HTTP 400)."""
+        import httpx
+
+        try:
+            answer = self.client.post("/predict", json={"instances": rows, "method": method})
+        except httpx.HTTPError as exc:
+            raise ImageError(f"the model container at {self.url} failed: {exc}") from exc
+        if answer.status_code == 400:
+            raise ValueError(str(answer.json().get("error", "bad request")))
+        if answer.status_code != 200:
+            raise ImageError(
+                f"the model container at {self.url} answered HTTP {answer.status_code}"
+            )
+        return list(answer.json()["predictions"])
+
+    def stop(self) -> None:
+        self.client.close()
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            self.container.remove(force=True)
+
+
+def start_model_server(
+    engine: DockerEngine, image: str, port: int, *, timeout: float = 60.0
+) -> ModelServer:
+    """Run ``image``'s entrypoint as an HTTP server on ``127.0.0.1:port`` and wait until it
+    answers ``/health``; ImageError (with its last log line) when it does not."""
+    import httpx
+
+    with engine.calls(f"starting {image}"):
+        container = engine.client.containers.run(
+            image, command=["--serve", f"127.0.0.1:{port}"], network_mode="host", detach=True
+        )
+    server = ModelServer(container, f"http://127.0.0.1:{port}", timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if server.client.get("/health").status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        with engine.calls(f"watching {image}"):
+            container.reload()
+        if container.status == "exited" or time.monotonic() > deadline:
+            with engine.calls(f"reading the log of {image}"):
+                lines = container.logs().decode(errors="replace").strip().splitlines()
+            server.stop()
+            raise ImageError(
+                f"the model image {image} did not start serving on port {port}: "
+                f"{(lines or ['no output'])[-1][:300]}"
+            )
+        time.sleep(0.2)
+
+
 # -- helpers for callers ------------------------------------------------------------------------
 
 
@@ -1008,6 +1075,7 @@ __all__ = [
     "DockerEngine",
     "ImageRecord",
     "LocalImage",
+    "ModelServer",
     "attach_image",
     "build_model_image",
     "default_rootfs",
@@ -1022,6 +1090,7 @@ __all__ = [
     "push_to_ipfs",
     "rootfs_archive",
     "run_prediction",
+    "start_model_server",
     "verified_archive",
     "verify_model_image",
 ]

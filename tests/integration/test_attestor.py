@@ -20,7 +20,7 @@ from provenance.chain.types import Registration
 from provenance.errors import ContractRevertError, IntegrityError
 from provenance.stack import Stack
 
-from .chainutil import ALICE, BOB, as_user, deploy_contracts, registration, transactor
+from .chainutil import ALICE, BOB, MALLORY, as_user, deploy_contracts, registration, transactor
 
 pytestmark = pytest.mark.integration
 
@@ -201,6 +201,43 @@ def test_only_the_registrant_authorises_and_only_for_the_registered_digest(
     assert err(info) == ("ModelNotActive", {"modelId": h(ghost)})
     with pytest.raises(ContractRevertError) as info:
         setup.owner.authorize_node(setup.model_id, "0x" + "00" * 20, setup.reg, IMAGE)
+    assert err(info) == ("ZeroValue", {})
+
+
+def test_an_operator_the_registrant_approved_authorises_nodes(setup: Setup, w3: Web3) -> None:
+    bob = AttestorContract(w3, setup.attestor.address, transactor(w3, BOB))
+    node = Account.create().address
+    assert setup.owner.is_operator(ALICE.address, BOB.address) is False
+    receipt = setup.owner.set_operator(BOB.address)
+    (event,) = setup.attestor.contract.events.OperatorSet().process_receipt(receipt)
+    assert dict(event["args"]) == {
+        "registrant": ALICE.address,
+        "operator": BOB.address,
+        "approved": True,
+    }
+    assert setup.owner.is_operator(ALICE.address, BOB.address) is True
+    bob.authorize_node(setup.model_id, node, setup.reg, IMAGE)
+    assert setup.attestor.authorization(setup.model_id, node) == (setup.reg.model_digest, IMAGE)
+    bob.deauthorize_node(setup.model_id, node)
+    assert setup.attestor.authorization(setup.model_id, node) == (b"\x00" * 32, b"\x00" * 32)
+    # nobody else is an operator
+    with pytest.raises(ContractRevertError) as info:
+        AttestorContract(w3, setup.attestor.address, transactor(w3, MALLORY)).authorize_node(
+            setup.model_id, node, setup.reg, IMAGE
+        )
+    assert err(info) == (
+        "NotModelRegistrant",
+        {"modelId": h(setup.model_id), "account": MALLORY.address},
+    )
+    setup.owner.set_operator(BOB.address, approved=False)
+    with pytest.raises(ContractRevertError) as info:
+        bob.authorize_node(setup.model_id, node, setup.reg, IMAGE)
+    assert err(info) == (
+        "NotModelRegistrant",
+        {"modelId": h(setup.model_id), "account": BOB.address},
+    )
+    with pytest.raises(ContractRevertError) as info:
+        setup.owner.set_operator("0x" + "00" * 20)
     assert err(info) == ("ZeroValue", {})
 
 

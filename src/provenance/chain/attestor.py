@@ -47,7 +47,7 @@ class AttestorContract(ContractClient):
     def authorize_node(
         self, model_id: bytes, node: str, registration: Registration, image_id: bytes
     ) -> Any:
-        """Authorise ``node`` (the transactor must be the model's registrant)."""
+        """Authorise ``node`` (the transactor must be the model's registrant or its operator)."""
         fn = self.contract.functions.authorizeNode(
             model_id,
             to_checksum_address(node),
@@ -63,6 +63,23 @@ class AttestorContract(ContractClient):
         return self._send(
             self.contract.functions.deauthorizeNode(model_id, to_checksum_address(node)),
             "deauthorize node",
+        )
+
+    def set_operator(self, operator: str, approved: bool = True) -> Any:
+        """Let ``operator`` (e.g. a deployment service's key) authorise and deauthorise nodes for
+        every model the transactor registered; ``approved=False`` withdraws it."""
+        return self._send(
+            self.contract.functions.setOperator(to_checksum_address(operator), approved),
+            "approve operator" if approved else "withdraw operator",
+        )
+
+    def is_operator(self, registrant: str, operator: str) -> bool:
+        return bool(
+            self._call(
+                self.contract.functions.isOperator(
+                    to_checksum_address(registrant), to_checksum_address(operator)
+                )
+            )
         )
 
     def authorization(self, model_id: bytes, node: str) -> tuple[bytes, bytes]:

@@ -29,7 +29,11 @@ def _read(path: Path | None, what: str) -> bytes | None:
 @app.command("verify-output")
 def verify_output(
     receipt_file: Annotated[
-        Path, typer.Argument(metavar="RECEIPT.json", help="An output receipt.")
+        Path,
+        typer.Argument(
+            metavar="RECEIPT.json",
+            help="An output receipt, or the answer of `provenance serve`'s POST /predict.",
+        ),
     ],
     input_file: Annotated[
         Path | None, typer.Option("--input", help="The input, to check its digest.")
@@ -41,21 +45,34 @@ def verify_output(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Check an output receipt: digests, Merkle proof, node signature, and (online) that the
-    root is anchored on chain by an authorised node of a registered model."""
+    root is anchored on chain by an authorised node of a registered model. Given a /predict
+    answer of `provenance serve` (with ?wait=true), its predictions are the output checked."""
     try:
         data = json.loads(receipt_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"receipt {receipt_file} does not exist") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"receipt {receipt_file} is not readable JSON: {exc}") from exc
+    output_data = _read(output_file, "output")
+    output_check = "pass" if output_file else "not given"
+    if isinstance(data, dict) and "predictions" in data and "receipt" in data:
+        from provenance.server.service import output_bytes
+
+        if data["receipt"] is None:
+            raise ConfigError(
+                f"{receipt_file} is an answer without a receipt: ask with ?wait=true, or fetch "
+                "its receipt_url once anchored"
+            )
+        if output_data is None:
+            output_data = output_bytes(data["predictions"])
+            output_check = "pass (the answer's predictions)"
+        data = data["receipt"]
     receipt = Receipt.from_json(data)
     report: dict[str, Any] = {"receipt": str(receipt_file), "sequence": receipt.record.sequence}
-    verify_receipt_offline(
-        receipt, input_data=_read(input_file, "input"), output_data=_read(output_file, "output")
-    )
+    verify_receipt_offline(receipt, input_data=_read(input_file, "input"), output_data=output_data)
     checks = [
         ("input digest", "pass" if input_file else "not given"),
-        ("output digest", "pass" if output_file else "not given"),
+        ("output digest", output_check),
         ("record in batch (Merkle proof)", "pass"),
         (f"batch signed by node {receipt.node}", "pass"),
     ]
@@ -86,5 +103,5 @@ def verify_output(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     for name, result in checks:
-        colour = "green" if result == "pass" else "yellow"
+        colour = "green" if result.startswith("pass") else "yellow"
         out.print(f"[{colour}]{result:>8}[/]  {name}", highlight=False, soft_wrap=True)

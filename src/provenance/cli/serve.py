@@ -1,0 +1,198 @@
+"""``provenance serve``: an attesting HTTP inference service for one registered model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from provenance.cli._common import config as _config
+from provenance.cli._common import err, password, say, signer
+from provenance.cli._common import tools as _tools
+from provenance.config import Config, is_loopback_url
+from provenance.errors import ConfigError, PolicyError
+
+app = typer.Typer()
+
+
+def deployed_address(config: Config, chain_id: int, name: str) -> str:
+    """The address of contract ``name``: configured, else from the deployment file."""
+    from provenance.chain.deploy import Deployment
+
+    address = config.chain.contracts.get(name)
+    if address is not None:
+        return address
+    deployment = Deployment.read(config.deployment_file)
+    if deployment is None or name not in deployment.contracts:
+        raise ConfigError(
+            f"no {name} deployed or configured (deployment file {config.deployment_file}); "
+            "run `provenance up` or `provenance deploy`"
+        )
+    if deployment.chain_id != chain_id:
+        raise ConfigError(
+            f"deployment file {config.deployment_file} is for chain {deployment.chain_id}, but "
+            f"the RPC serves chain {chain_id}"
+        )
+    return deployment.contracts[name].address
+
+
+def node_account(
+    config: Config, chain_id: int, model_id: bytes, keystore: Path | None, pw: Path | None
+) -> LocalAccount:
+    """The node's signing key: an encrypted keystore, or on a local dev chain a key made once
+    and kept in the state dir (mode 0600), one per model."""
+    from provenance.chain.keys import load_keystore
+
+    if keystore is not None:
+        return load_keystore(keystore, password(pw))
+    if not is_loopback_url(config.chain.rpc_url):
+        raise ConfigError("serving on a remote chain needs --node-keystore FILE (the node's key)")
+    path = config.state_dir / "nodes" / f"{chain_id}-0x{model_id.hex()}.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(Account.create().key.hex() + "\n")
+    account: LocalAccount = Account.from_key(path.read_text(encoding="utf-8").strip())
+    return account
+
+
+@app.command()
+def serve(
+    model_id: Annotated[str, typer.Option("--model-id", help="The registered model (0x...).")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="image (run its Docker image from IPFS), artifacts (its files), or auto."
+        ),
+    ] = "auto",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    node_keystore: Annotated[
+        Path | None, typer.Option(help="Encrypted keyfile of the node's signing key.")
+    ] = None,
+    node_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the node keystore's password.")
+    ] = None,
+    keystore: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sender's keyfile: pays for anchoring; registrant or operator to authorise."
+        ),
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="File holding the sender keystore's password.")
+    ] = None,
+    authorize: Annotated[
+        bool,
+        typer.Option(
+            help="Authorise the node for the model when it is not (sender = registrant or operator)."
+        ),
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Seal a batch at this many outputs.")] = 1000,
+    max_age: Annotated[
+        float, typer.Option(help="...or when its oldest output waited this long (s).")
+    ] = 2.0,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1
+    << 20,
+) -> None:
+    """Serve a registered model over HTTP, each prediction attested on chain.
+
+    Before it listens it checks the model is registered and neither revoked nor tainted, fetches
+    its certificate from IPFS by the digest on chain, and checks the model files (or its image)
+    against the certificate's model digest; it refuses to start on any mismatch.
+    """
+    import uvicorn
+
+    from provenance.attest import Attestor
+    from provenance.chain.attestor import AttestorContract
+    from provenance.chain.tx import Transactor
+    from provenance.chain.types import as_bytes32
+    from provenance.cli.registry import open_registry
+    from provenance.images import DockerEngine
+    from provenance.server.service import create_app, load_served_model
+    from provenance.stack import Stack, free_port
+    from provenance.storage import open_storage
+
+    if source not in ("auto", "image", "artifacts"):
+        raise ConfigError(f"unknown source {source!r}; use image, artifacts or auto")
+    mid = as_bytes32(model_id, "model id")
+    config = _config()
+    stack = Stack(config, _tools())
+    registry = open_registry(config)
+    w3 = registry.w3
+    chain_id = int(w3.eth.chain_id)
+    storage = open_storage(config, stack_runs_kubo=stack.is_running("ipfs"))
+    sender = signer(
+        w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "anchoring"
+    )
+    contract = AttestorContract(
+        w3, deployed_address(config, chain_id, "OutputAttestor"), Transactor(w3, sender)
+    )
+    node = node_account(config, chain_id, mid, node_keystore, node_password_file)
+    workdir = config.state_dir / "serve" / f"0x{mid.hex()}"
+    engine = None
+    chosen: Literal["image", "artifacts"] = "artifacts"
+    if source in ("auto", "image"):
+        from provenance.images import RECORD_MEDIA_TYPE
+        from provenance.server.service import fetch_certificate
+
+        certificate = fetch_certificate(mid, registry, storage)
+        has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments)
+        if source == "image" or has_image:
+            chosen = "image"
+            engine = DockerEngine(stack.docker_host())
+    served = load_served_model(
+        mid,
+        registry=registry,
+        storage=storage,
+        workdir=workdir,
+        source=chosen,
+        engine=engine,
+        port=free_port() if chosen == "image" else None,
+    )
+    try:
+        digest, _ = contract.authorization(mid, node.address)
+        if digest != served.model_digest_bytes:
+            if not authorize:
+                raise PolicyError(
+                    f"node {node.address} is not authorised for model 0x{mid.hex()}; the "
+                    "registrant (or its operator) must authorise it, or run with --authorize"
+                )
+            contract.authorize_node(
+                mid, node.address, served.certificate.registration(), served.image_id_bytes
+            )
+            say(f"authorised node {node.address} for model 0x{mid.hex()}")
+        attestor = Attestor(
+            mid,
+            served.model_digest_bytes,
+            node,
+            contract,
+            config.state_dir
+            / "attest"
+            / f"{chain_id}-{contract.address}-0x{mid.hex()}-{node.address}.sqlite",
+            batch_size=batch_size,
+            max_age=max_age,
+        )
+        attestor.start()
+        app_ = create_app(served, attestor, registry, max_request_bytes=max_request_bytes)
+        say(
+            f"serving {served.certificate.model_name} (0x{mid.hex()}) from its {served.source}"
+            f"{' ' + served.image_id if served.image_id else ''} on http://{host}:{port} "
+            f"- node {node.address}; OpenAPI at /docs"
+        )
+        try:
+            uvicorn.run(app_, host=host, port=port, log_level="warning")
+        finally:
+            attestor.flush()
+            attestor.close()
+            err.print(f"stopped; every recorded output is anchored (node {node.address})")
+    finally:
+        served.close()
+        storage.close()
+        if engine is not None:
+            engine.close()

@@ -1,0 +1,2 @@
+"""HTTP servers (FastAPI, the ``server`` extra): the attesting inference service
+(``provenance serve``, :mod:`provenance.server.service`)."""
