@@ -1,0 +1,211 @@
+"""``provenance verify TARGET``: one report of every check of a model id, model files, a
+certificate file, an output receipt or a Docker image; exit 0 only when every required check
+passes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text
+
+from provenance.cli._common import config as _config
+from provenance.cli._common import out
+from provenance.cli._common import tools as _tools
+from provenance.config import Config
+from provenance.errors import ConfigError, ServiceError
+from provenance.verify import CheckStatus, Report, as_id, report_for_target
+
+if TYPE_CHECKING:
+    from provenance.chain.attestor import AttestorContract
+    from provenance.chain.registry import Registry
+    from provenance.images import DockerEngine
+
+app = typer.Typer()
+
+MARKS = {
+    CheckStatus.PASS: ("\u2714", "green"),
+    CheckStatus.FAIL: ("\u2718", "red"),
+    CheckStatus.WARN: ("!", "yellow"),
+    CheckStatus.SKIP: ("-", "dim"),
+}
+
+
+def parse_sources(specs: list[str]) -> dict[str, Path]:
+    """``NAME=PATH`` pairs (a dataset's name in the certificate, and where its source is)."""
+    sources: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(
+                f"--data {spec!r}: use NAME=PATH (the dataset's name in the certificate)"
+            )
+        if name in sources:
+            raise ConfigError(f"--data {name}: given twice")
+        sources[name] = Path(path)
+    return sources
+
+
+def _attestor(config: Config, registry: Registry) -> AttestorContract | None:
+    from provenance.chain.attestor import AttestorContract
+    from provenance.chain.deploy import Deployment
+
+    address = config.chain.contracts.get("OutputAttestor")
+    if address is None:
+        deployment = Deployment.read(config.deployment_file)
+        if deployment is not None and "OutputAttestor" in deployment.contracts:
+            address = deployment.contracts["OutputAttestor"].address
+    return None if address is None else AttestorContract(registry.w3, address)
+
+
+def _needs_engine(target: str) -> bool:
+    """Docker images: tags, and ids (``sha256:<hex>``, which may also be a certificate digest)."""
+    return not Path(target).exists() and not target.strip().lower().startswith("0x")
+
+
+@contextmanager
+def _engine(config: Config, target: str) -> Iterator[DockerEngine | None]:
+    """The Docker engine when the target may be an image. For ``sha256:<hex>`` (an image id or
+    a certificate digest) an engine that does not answer is no error: it is looked up on chain."""
+    if not _needs_engine(target):
+        yield None
+        return
+    from provenance.images import DockerEngine
+    from provenance.stack import Stack
+
+    try:
+        engine = DockerEngine(Stack(config, _tools()).docker_host())
+    except ServiceError:
+        if as_id(target) is None:
+            raise
+        yield None
+        return
+    with engine:
+        yield engine
+
+
+def render(report: Report) -> None:
+    """One line per check: mark, subject, check name, why."""
+    header = Text.assemble(("verify ", "bold"), (report.target, "bold"), f" ({report.kind})")
+    if report.model_id is not None:
+        header.append(f"  model 0x{report.model_id.hex()}")
+    out.print(header, soft_wrap=True, highlight=False)
+    for check in report.checks:
+        mark, colour = MARKS[check.status]
+        line = Text.assemble(
+            (f"{mark} ", colour),
+            (check.subject, "bold"),
+            "  ",
+            (check.name, colour),
+            ": ",
+            check.detail,
+        )
+        if check.status is CheckStatus.FAIL and not check.required:
+            line.append(" (not required)", "dim")
+        out.print(line, soft_wrap=True, highlight=False)
+    failures = report.failures()
+    warnings = sum(1 for c in report.checks if c.status is CheckStatus.WARN)
+    if not failures:
+        note = f", {warnings} warning(s)" if warnings else ""
+        out.print(
+            Text(f"verified: every required check passed{note}", "green"),
+            soft_wrap=True,
+            highlight=False,
+        )
+    else:
+        first = failures[0]
+        out.print(
+            Text(
+                f"NOT verified: {len(failures)} required check(s) failed; first: {first.subject} "
+                f"{first.name}: {first.detail}",
+                "red",
+            ),
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+@app.command("verify")
+def verify(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A model id (0x + 64 hex), certificate or receipt JSON file, model file or "
+            "folder, or Docker image (tag or id)."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust",
+            metavar="ADDRESS",
+            help="A trusted registrant (repeatable); others fail the trust check.",
+        ),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            metavar="NAME=PATH",
+            help="The source of a dataset of the certificate, to recompute it (repeatable).",
+        ),
+    ] = None,
+    fetch_timeout: Annotated[
+        float,
+        typer.Option(
+            "--fetch-timeout",
+            min=0.1,
+            help="Seconds to wait for IPFS content the node does not hold.",
+        ),
+    ] = 10.0,
+    fetch_data: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-data/--no-fetch-data",
+            help="Fetch published training data from IPFS to recompute it.",
+        ),
+    ] = True,
+) -> None:
+    """Verify a model end to end: registration, certificate in IPFS, creator's signature,
+    registrant, training data, model files or image, and every ancestor (revoked = tainted).
+
+    Exit 0 when every required check passes, else 1 (after the report)."""
+    from provenance.cli.registry import open_registry, synced_index
+    from provenance.stack import Stack
+    from provenance.storage import open_storage
+
+    config = _config()
+    sources = parse_sources(data or [])
+    registry = open_registry(config)
+    with ExitStack() as stack:
+        storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
+        stack.callback(storage.close)
+        index = stack.enter_context(synced_index(config, registry))
+        engine = stack.enter_context(_engine(config, target))
+        report = report_for_target(
+            target,
+            registry=registry,
+            storage=storage,
+            engine=engine,
+            attestor=_attestor(config, registry),
+            trusted_registrants=trust,
+            data_sources=sources,
+            index=index,
+            fetch_timeout=fetch_timeout,
+            fetch_data=fetch_data,
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        render(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+__all__ = ["app", "parse_sources", "render"]

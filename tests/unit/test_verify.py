@@ -1,0 +1,563 @@
+"""Report logic of provenance.verify: real certificates and a real embedded IPFS store
+(LocalStore), a small in-memory registry standing in for the contract (the contract and its
+client are covered by the integration tests, tests/integration/test_verify.py among them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+
+from provenance.capture import track
+from provenance.certificate import Certificate, SignedCertificate, typed_data
+from provenance.chain.keys import anvil_dev_key
+from provenance.chain.registry import RegistryEvent
+from provenance.chain.types import ZERO32, ModelRecord, Parent, Registration, Status
+from provenance.errors import IntegrityError, PolicyError, SignatureError, StorageError
+from provenance.storage import LocalStore
+from provenance.verify import (
+    Check,
+    CheckStatus,
+    Report,
+    fetch_bytes,
+    generation,
+    report_for_model,
+    report_for_target,
+    verify_lineage,
+    verify_model,
+)
+
+ALICE, BOB, MALLORY = (Account.from_key(anvil_dev_key(i)) for i in (1, 2, 3))
+
+
+class FakeRegistry:
+    """The registry's reads over in-memory state, events shaped as the contract emits them."""
+
+    address = "0x" + "11" * 20
+
+    def __init__(self, *, open_registration: bool = True) -> None:
+        self.open = open_registration
+        self.records: dict[bytes, ModelRecord] = {}
+        self.log: list[RegistryEvent] = []
+        self.links: dict[bytes, list[Parent]] = {}
+        self.roles: set[str] = set()
+        self.block = 0
+
+    def _event(self, name: str, **args: Any) -> RegistryEvent:
+        self.block += 1
+        event = RegistryEvent(name, self.block, b"\x00" * 32, f"0x{self.block:064x}", 0, args)
+        self.log.append(event)
+        return event
+
+    def register(self, registration: Registration, registrant: str) -> bytes:
+        model_id = registration.model_id
+        first = registration.parents[0] if registration.parents else None
+        self._event(
+            "ModelRegistered",
+            id=model_id,
+            firstParent=first.id if first else ZERO32,
+            registrant=registrant,
+            certificateDigest=registration.certificate_digest,
+            modelDigest=registration.model_digest,
+            dataCommitment=registration.data_commitment,
+            firstRelation=int(first.relation) if first else 0,
+        )
+        self.records[model_id] = ModelRecord(model_id, registrant, self.block, Status.ACTIVE, False)
+        self.links[model_id] = list(registration.parents)
+        return model_id
+
+    def revoke(self, model_id: bytes, by: str, reason: bytes) -> None:
+        old = self.records[model_id]
+        self.records[model_id] = ModelRecord(
+            model_id, old.registrant, old.registered_at, Status.REVOKED, False
+        )
+        self._event("ModelRevoked", id=model_id, revokedBy=by, reasonDigest=reason)
+
+    def status(self, model_id: bytes) -> Status:
+        record = self.records.get(model_id)
+        return Status.NONE if record is None else record.status
+
+    def record(self, model_id: bytes) -> ModelRecord:
+        return self.records[model_id]
+
+    def registration_event(self, model_id: bytes) -> RegistryEvent | None:
+        return next(
+            (e for e in self.log if e.name == "ModelRegistered" and e.args["id"] == model_id),
+            None,
+        )
+
+    def parents(self, model_id: bytes) -> list[Parent]:
+        return sorted(self.links.get(model_id, []))
+
+    def is_open(self) -> bool:
+        return self.open
+
+    def has_role(self, role: str, account: str) -> bool:
+        return role == "registrant" and to_checksum_address(account) in self.roles
+
+    def events(
+        self, from_block: int | None = None, to_block: int | None = None
+    ) -> Iterator[RegistryEvent]:
+        return iter([e for e in self.log if e.block >= (from_block or 0)])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "blocks")
+
+
+@pytest.fixture
+def iris(tmp_path: Path) -> Path:
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}).to_csv(path, index=False)
+    return path
+
+
+def certify(
+    folder: Path,
+    name: str,
+    *,
+    signer: Any = ALICE,
+    data: Path | None = None,
+    parents: tuple[tuple[bytes, str], ...] = (),
+    confidential: bool = False,
+    store: LocalStore | None = None,
+    publish_data: bool = False,
+) -> tuple[Certificate, SignedCertificate, Path]:
+    """A real signed certificate of a one-file model (nothing stored or registered)."""
+    out = folder / name
+    out.mkdir(parents=True)
+    model = out / "model.bin"
+    model.write_bytes(hashlib.sha256(name.encode()).digest() * 8)
+    with track(
+        name,
+        output_dir=out,
+        signer=signer,
+        environment=False,
+        source_dir=folder,
+        parents=list(parents),
+        storage=store if publish_data else None,
+    ) as run:
+        if data is not None:
+            run.log_dataset(
+                data, role="train", subset=[0, 2], confidential=confidential, store=publish_data
+            )
+        run.log_model(model)
+    assert run.certificate is not None and run.signed is not None
+    return run.certificate, run.signed, model
+
+
+def publish(
+    registry: FakeRegistry,
+    store: LocalStore,
+    cert: Certificate,
+    registrant: str = ALICE.address,
+    *,
+    stored: bool = True,
+) -> bytes:
+    if stored:
+        assert store.put_bytes(cert.canonical_bytes()) == cert.cid
+    return registry.register(cert.registration(), registrant)
+
+
+def statuses(report: Report) -> list[tuple[str, str]]:
+    return [(c.name, str(c.status)) for c in report.checks]
+
+
+def test_a_good_model_passes_every_required_check(
+    tmp_path: Path, store: LocalStore, iris: Path
+) -> None:
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha", data=iris)
+    model_id = publish(registry, store, cert)
+
+    report = report_for_model(
+        model_id, registry=registry, storage=store, data_sources={"train.csv": iris}
+    )
+
+    assert report.ok and report.first_failure() is None
+    assert report.kind == "model-id" and report.model_id == model_id
+    assert statuses(report) == [
+        ("registered", "pass"),
+        ("status", "pass"),
+        ("certificate-fetched", "pass"),
+        ("certificate-digest", "pass"),
+        ("certificate-schema", "pass"),
+        ("model-digest", "pass"),
+        ("data-commitment", "pass"),
+        ("parents", "pass"),
+        ("signature", "warn"),
+        ("registrant", "pass"),
+        ("trusted", "warn"),
+        ("data", "pass"),
+        ("lineage", "pass"),
+    ]
+    trusted = report.check("trusted")
+    assert trusted is not None and trusted.detail == "open registry: registrant not vouched for"
+    data = report.check("data")
+    assert data is not None and data.subject == "dataset train.csv (train)"
+    assert data.detail.startswith(
+        f"recomputed from {iris}: 2 of 4 rows selected by indices, subset root sha256:"
+    )
+    signature = report.check("signature")
+    assert signature is not None and signature.detail.startswith(
+        "not checked: the chain anchors the certificate body only"
+    )
+    verify_model(model_id, registry=registry, storage=store)  # does not raise
+
+    document = report.to_json()
+    assert document["ok"] is True and document["first_failure"] is None
+    assert document["model_id"] == "0x" + model_id.hex()
+    assert document["checks"][0] == {
+        "name": "registered",
+        "status": "pass",
+        "subject": f"model 0x{model_id[:4].hex()}\u2026",
+        "detail": f"registered by {ALICE.address} in block 1 (tx 0x{1:064x})",
+        "required": True,
+        "error": None,
+    }
+    json.dumps(document)  # plain JSON
+
+
+def test_the_signed_envelope_is_checked_when_at_hand(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    cert, signed, _ = certify(tmp_path, "alpha")
+    model_id = publish(registry, store, cert)
+    report = report_for_model(model_id, registry=registry, storage=store, envelope=signed)
+    check = report.check("signature")
+    assert check is not None and check.status is CheckStatus.PASS
+    assert check.detail == f"EIP-712 signature by the creator {ALICE.address}"
+
+
+def forged(cert: Certificate) -> SignedCertificate:
+    """ALICE named as creator, MALLORY's signature."""
+    signature = MALLORY.sign_message(typed_data(cert.digest)).signature
+    return SignedCertificate(certificate=cert, signature="0x" + bytes(signature).hex())
+
+
+def test_a_forged_signature_fails_with_signature_error(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha")
+    model_id = publish(registry, store, cert, MALLORY.address)
+    report = report_for_model(model_id, registry=registry, storage=store, envelope=forged(cert))
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "signature" and failure.error is SignatureError
+    assert failure.detail == (
+        f"the certificate signature recovers to {MALLORY.address}, not to its creator "
+        f"{ALICE.address}"
+    )
+    registrant = report.check("registrant")
+    assert registrant is not None and registrant.status is CheckStatus.FAIL
+    assert registrant.detail == (
+        f"registered by {MALLORY.address}, but the certificate names creator {ALICE.address}"
+    )
+    with pytest.raises(SignatureError, match="recovers to"):
+        report.raise_for_failure()
+
+
+def test_a_certificate_never_stored_is_a_failed_check(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha")
+    model_id = publish(registry, store, cert, stored=False)
+    report = report_for_model(model_id, registry=registry, storage=store, fetch_timeout=1)
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "certificate-fetched"
+    assert failure.error is StorageError
+    assert failure.detail.startswith(
+        f"certificate {cert.digest_text} (CID {cert.cid}) is not retrievable from IPFS at "
+        f"{store.location}: "
+    )
+    with pytest.raises(StorageError, match="is not retrievable from IPFS"):
+        verify_model(model_id, registry=registry, storage=store)
+
+
+def test_anchored_bytes_that_are_not_a_canonical_body_fail(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha")
+    pretty = json.dumps(cert.model_dump(mode="json", exclude_none=True), indent=1).encode()
+    cid = store.put_bytes(pretty)
+    digest = hashlib.sha256(pretty).digest()
+    registration = Registration(
+        digest, cert.registration().model_digest, cert.registration().data_commitment
+    )
+    model_id = registry.register(registration, ALICE.address)
+    assert cid.startswith("b")
+    report = report_for_model(model_id, registry=registry, storage=store)
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "certificate-schema"
+    assert failure.detail == (
+        "the anchored bytes are not the canonical (RFC 8785) form of the certificate they hold, "
+        f"whose digest is {cert.digest_text}"
+    )
+
+
+def test_a_borrowed_certificate_with_another_model_digest_fails(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    """Anyone can register a genuine certificate's digest with their own model digest."""
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha")
+    store.put_bytes(cert.canonical_bytes())
+    other = hashlib.sha256(b"mallory's model").digest()
+    genuine = cert.registration()
+    model_id = registry.register(
+        Registration(genuine.certificate_digest, other, genuine.data_commitment), MALLORY.address
+    )
+    report = report_for_model(model_id, registry=registry, storage=store)
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "model-digest"
+    assert failure.error is IntegrityError
+    assert failure.detail == (
+        f"the certificate's model digest {cert.model.digest} is not the anchored "
+        f"sha256:{other.hex()}"
+    )
+
+
+def test_trust_list_and_allowlisted_registry(tmp_path: Path, store: LocalStore) -> None:
+    cert, _, _ = certify(tmp_path, "bob", signer=BOB)
+    registry = FakeRegistry()
+    model_id = publish(registry, store, cert, BOB.address)
+
+    report = report_for_model(
+        model_id, registry=registry, storage=store, trusted_registrants=[ALICE.address.lower()]
+    )
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "trusted" and failure.error is PolicyError
+    assert failure.detail == f"registrant {BOB.address} is not in the trust list"
+    trusted = report_for_model(
+        model_id, registry=registry, storage=store, trusted_registrants=[BOB.address]
+    )
+    assert trusted.ok
+
+    closed = FakeRegistry(open_registration=False)
+    closed_id = publish(closed, store, cert, BOB.address)
+    failure = report_for_model(closed_id, registry=closed, storage=store).first_failure()
+    assert failure is not None and failure.name == "trusted"
+    assert failure.detail == (
+        f"registrant {BOB.address} no longer holds REGISTRANT_ROLE in the allowlisted registry"
+    )
+    closed.roles.add(BOB.address)
+    check = report_for_model(closed_id, registry=closed, storage=store).check("trusted")
+    assert check is not None and check.status is CheckStatus.PASS
+
+
+def test_a_revoked_grandparent_taints_the_model(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    alpha, _, _ = certify(tmp_path, "alpha")
+    alpha_id = publish(registry, store, alpha)
+    beta, _, _ = certify(tmp_path, "beta", parents=((alpha_id, "fine-tune"),))
+    beta_id = publish(registry, store, beta)
+    gamma, _, _ = certify(tmp_path, "gamma", parents=((beta_id, "distillation"),))
+    gamma_id = publish(registry, store, gamma)
+    assert report_for_model(gamma_id, registry=registry, storage=store).ok
+
+    reason = hashlib.sha256(b"poisoned").digest()
+    registry.revoke(alpha_id, ALICE.address, reason)
+    report = report_for_model(gamma_id, registry=registry, storage=store)
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "lineage" and failure.error is PolicyError
+    assert failure.detail == f"tainted: ancestor 0x{alpha_id.hex()} (grandparent) revoked"
+    ancestor = report.check("ancestor-status", f"model 0x{alpha_id[:4].hex()}\u2026 (grandparent)")
+    assert ancestor is not None and ancestor.status is CheckStatus.FAIL
+    assert ancestor.detail == (
+        f"revoked by {ALICE.address} in block 4 (reason sha256:{reason.hex()})"
+    )
+    names = [
+        (c.name, c.subject.rsplit("(", 1)[-1])
+        for c in report.checks
+        if c.name.startswith("ancestor")
+    ]
+    assert names == [
+        ("ancestor-registered", "parent)"),
+        ("ancestor-certificate", "parent)"),
+        ("ancestor-creator", "parent)"),
+        ("ancestor-status", "parent)"),
+        ("ancestor-registered", "grandparent)"),
+        ("ancestor-certificate", "grandparent)"),
+        ("ancestor-creator", "grandparent)"),
+        ("ancestor-status", "grandparent)"),
+    ]
+    with pytest.raises(
+        PolicyError, match=r"tainted: ancestor 0x[0-9a-f]{64} \(grandparent\) revoked"
+    ):
+        verify_lineage(gamma_id, registry=registry, storage=store)
+    # the parent itself is tainted too; alpha is simply revoked
+    with pytest.raises(PolicyError, match=r"\(parent\) revoked"):
+        verify_lineage(beta_id, registry=registry, storage=store)
+    with pytest.raises(PolicyError, match=r"^model 0x[0-9a-f]{8}\u2026: revoked by "):
+        verify_model(alpha_id, registry=registry, storage=store)
+
+
+def test_training_data_checks(tmp_path: Path, store: LocalStore, iris: Path) -> None:
+    registry = FakeRegistry()
+    cert, _, _ = certify(tmp_path, "alpha", data=iris)
+    model_id = publish(registry, store, cert)
+
+    no_source = report_for_model(model_id, registry=registry, storage=store).check("data")
+    assert no_source is not None and no_source.status is CheckStatus.SKIP
+    assert no_source.detail == "no source: not published in IPFS; pass one with --data NAME=PATH"
+
+    tampered = tmp_path / "tampered.csv"
+    tampered.write_text(iris.read_text().replace("3.0", "3.5"))
+    report = report_for_model(
+        model_id, registry=registry, storage=store, data_sources={"train.csv": tampered}
+    )
+    failure = report.first_failure()
+    assert failure is not None and failure.name == "data" and failure.error is IntegrityError
+    assert failure.detail.startswith(f"recomputed from {tampered}: table root differs: recorded ")
+
+    unknown = report_for_model(
+        model_id, registry=registry, storage=store, data_sources={"test.csv": iris}
+    ).first_failure()
+    assert unknown is not None and unknown.subject == "dataset test.csv"
+    assert unknown.detail == (
+        "a source was given, but the certificate has no dataset 'test.csv' (it has: train.csv)"
+    )
+
+
+def test_confidential_data_is_skipped_and_published_data_fetched(
+    tmp_path: Path, store: LocalStore, iris: Path
+) -> None:
+    registry = FakeRegistry()
+    secret, _, _ = certify(tmp_path, "secret", data=iris, confidential=True)
+    check = report_for_model(
+        publish(registry, store, secret), registry=registry, storage=store
+    ).check("data")
+    assert check is not None and check.status is CheckStatus.SKIP
+    assert check.detail.startswith("confidential: only its salted commitment is published")
+
+    public, _, _ = certify(tmp_path, "public", data=iris, store=store, publish_data=True)
+    (dataset,) = public.data.datasets
+    assert dataset.url is not None
+    check = report_for_model(
+        publish(registry, store, public), registry=registry, storage=store
+    ).check("data")
+    assert check is not None and check.status is CheckStatus.PASS
+    assert check.detail.startswith(f"recomputed from {dataset.url}: 2 of 4 rows selected")
+
+
+def test_model_files_are_rehashed_and_found_by_digest(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    cert, _, model = certify(tmp_path, "alpha")
+    model_id = publish(registry, store, cert)
+
+    report = report_for_target(str(model), registry=registry, storage=store)
+    assert report.ok and report.kind == "model-files" and report.model_id == model_id
+    assert report.checks[0].name == "model-files"
+    # certificate.json beside the model brings the signed envelope
+    signature = report.check("signature")
+    assert signature is not None and signature.status is CheckStatus.PASS
+
+    model.write_bytes(model.read_bytes()[:-1] + b"!")
+    tampered = report_for_target(str(model), registry=registry, storage=store)
+    failure = tampered.first_failure()
+    assert failure is not None and failure.name == "model-files"
+    assert failure.detail.startswith(
+        f"not the certified model of {model.parent / 'certificate.json'}: {model}: model.bin has "
+        "256 bytes and digest sha256:"
+    )
+    assert tampered.model_id == model_id  # the rest of the report is about the certified model
+
+
+def test_certificate_files_and_ids(tmp_path: Path, store: LocalStore) -> None:
+    registry = FakeRegistry()
+    cert, _, model = certify(tmp_path, "alpha")
+    model_id = publish(registry, store, cert)
+    path = model.parent / "certificate.json"
+
+    report = report_for_target(str(path), registry=registry, storage=store)
+    assert report.ok and report.kind == "certificate"
+    assert [c.name for c in report.checks].count("signature") == 1
+
+    bad = tmp_path / "forged.json"
+    bad.write_text(forged(cert).model_dump_json())
+    failure = report_for_target(str(bad), registry=registry, storage=store).first_failure()
+    assert failure is not None and failure.name == "signature" and failure.subject == str(bad)
+
+    by_id = report_for_target("0x" + model_id.hex(), registry=registry, storage=store)
+    assert by_id.ok and by_id.kind == "model-id" and by_id.model_id == model_id
+    by_digest = report_for_target(cert.digest_text, registry=registry, storage=store)
+    assert by_digest.model_id == model_id  # a certificate digest finds its registration
+
+    unknown = report_for_target("0x" + "ab" * 32, registry=registry, storage=store)
+    assert unknown.first_failure() == Check(
+        "registered",
+        CheckStatus.FAIL,
+        f"model 0x{'ab' * 32} is not registered in the registry {registry.address}",
+        "model 0xabababab\u2026",
+        True,
+        IntegrityError,
+    )
+
+
+class _Stalling:
+    """A store that does not hold the content and never answers for it (as kubo waits for
+    peers nobody provides)."""
+
+    location = "http://stalling"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def has(self, cid: str) -> bool:
+        return False
+
+    def get_bytes(self, cid: str, *, max_size: int = 0) -> bytes:
+        self.release.wait()
+        raise StorageError("released")
+
+
+def test_content_nobody_provides_does_not_hang() -> None:
+    stalling = _Stalling()
+    try:
+        with pytest.raises(StorageError, match=r"^bafy was not found in IPFS within 0.2 s$"):
+            fetch_bytes(stalling, "bafy", timeout=0.2, max_size=10)  # type: ignore[arg-type]
+    finally:
+        stalling.release.set()
+
+
+def test_generations() -> None:
+    assert [generation(d) for d in (1, 2, 3, 5)] == [
+        "parent",
+        "grandparent",
+        "great-grandparent",
+        "ancestor, 5 generations up",
+    ]
+
+
+def test_several_registrations_of_the_same_files_report_the_one_that_verifies(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    """MALLORY registers her own certificate for ALICE's model files first."""
+    registry = FakeRegistry()
+    cert, _, model = certify(tmp_path, "alpha")
+    theirs = Certificate.model_validate(
+        cert.model_copy(update={"model_name": "mine", "creator": MALLORY.address}).model_dump()
+    )
+    mallory_id = publish(registry, store, theirs, MALLORY.address)
+    alice_id = publish(registry, store, cert)
+
+    report = report_for_target(
+        str(model), registry=registry, storage=store, trusted_registrants=[ALICE.address]
+    )
+    assert report.ok and report.model_id == alice_id
+    lookup = report.check("lookup")
+    assert lookup is not None and lookup.status is CheckStatus.WARN
+    assert lookup.detail == (
+        f"2 registrations match; reporting 0x{alice_id.hex()} (the first that verifies, else the "
+        f"first registered); also: 0x{mallory_id.hex()}"
+    )
+    only_mallory = report_for_target(
+        str(model), registry=registry, storage=store, trusted_registrants=[MALLORY.address]
+    )
+    assert only_mallory.model_id == mallory_id
