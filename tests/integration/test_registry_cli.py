@@ -112,8 +112,8 @@ def test_cli_errors_are_one_line(stack: Stack, cli_env: dict[str, str], tmp_path
             f"error: model 0x{'ab' * 32} is not registered on chain 31337",
         ),
         (
-            ("tree", "0x" + "ab" * 32, "--format", "svg"),
-            "error: unknown format 'svg'; use text or json",
+            ("tree", "0x" + "ab" * 32, "--format", "png"),
+            "error: unknown format 'png'; use one of: text, json, mermaid, dot, html, svg",
         ),
     ]
     ghost = tmp_path / "ghost.json"

@@ -14,7 +14,17 @@ from typing import Annotated
 import typer
 
 from provenance import __version__
-from provenance.cli import attest, certificates, images, ipfs, registry, serve, stack, verify
+from provenance.cli import (
+    attest,
+    certificates,
+    explorer,
+    images,
+    ipfs,
+    registry,
+    serve,
+    stack,
+    verify,
+)
 from provenance.cli._common import err, out, state
 from provenance.errors import ProvenanceError
 
@@ -25,7 +35,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _group in (stack.app, registry.app, certificates.app, attest.app, serve.app, verify.app):
+for _group in (
+    stack.app,
+    registry.app,
+    certificates.app,
+    attest.app,
+    serve.app,
+    verify.app,
+    explorer.app,
+):
     for _command in _group.registered_commands:
         app.registered_commands.append(_command)
 app.add_typer(ipfs.app, name="ipfs")

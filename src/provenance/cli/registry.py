@@ -1,4 +1,4 @@
-"""Commands for the model registry: register, show, revoke, tree."""
+"""Commands for the model registry: register, show, revoke, tree, impact."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import rfc8785
 import typer
-from rich.tree import Tree
+from rich.console import Console
 
+from provenance import lineage
+from provenance.chain.attestor import AttestorContract
 from provenance.chain.client import connect
 from provenance.chain.deploy import Deployment
 from provenance.chain.index import LineageIndex
@@ -233,80 +235,109 @@ def revoke(
     say(f"revoked {model_id} (reason sha256:{digest.hex()}, tx {tx})")
 
 
+Formats = Annotated[
+    str,
+    typer.Option("--format", help="text, json, mermaid, dot, html (one page) or svg (Graphviz)."),
+]
+
+
+def open_attestor(config: Config, registry: Registry) -> tuple[AttestorContract, int] | None:
+    """The configured OutputAttestor and the block to read its events from; None when neither
+    the config nor the deployment file names one."""
+    address = config.chain.contracts.get("OutputAttestor")
+    if address is not None:
+        return AttestorContract(registry.w3, address), 0
+    deployment = Deployment.read(config.deployment_file)
+    if deployment is None or "OutputAttestor" not in deployment.contracts:
+        return None
+    record = deployment.contracts["OutputAttestor"]
+    return AttestorContract(registry.w3, record.address), record.block
+
+
 @app.command()
 def tree(
     model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fmt: Formats = "text",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+    ] = None,
 ) -> None:
-    """The family tree around a model: its ancestors and descendants, typed and with status."""
-    if fmt not in ("text", "json"):
-        raise ConfigError(f"unknown format {fmt!r}; use text or json")
+    """The family tree around a model: its ancestors and descendants, typed and with status
+    (revoked; tainted: an ancestor is revoked)."""
+    if fmt not in lineage.FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; use one of: {', '.join(lineage.FORMATS)}")
     config = _config()
     registry = open_registry(config)
     mid = _id(model_id)
     with synced_index(config, registry) as index:
         index.require(mid)
-
-        def status(m: bytes) -> str:
-            found = index.get(m)
-            if found is None:
-                return "unknown"
-            if found.status is Status.REVOKED:
-                return "revoked"
-            return "tainted" if index.is_tainted(m) else "active"
-
-        def up(m: bytes, seen: frozenset[bytes]) -> list[dict[str, Any]]:
-            return [
-                {
-                    "id": _hex(p.id),
-                    "relation": p.relation.label,
-                    "status": status(p.id),
-                    "parents": up(p.id, seen | {p.id}),
-                }
-                for p in index.parents(m)
-                if p.id not in seen
-            ]
-
-        def down(m: bytes, seen: frozenset[bytes]) -> list[dict[str, Any]]:
-            return [
-                {
-                    "id": _hex(c),
-                    "relation": r.label,
-                    "status": status(c),
-                    "children": down(c, seen | {c}),
-                }
-                for c, r in index.children(m)
-                if c not in seen
-            ]
-
-        doc: dict[str, Any] = {
-            "id": _hex(mid),
-            "status": status(mid),
-            "parents": up(mid, frozenset({mid})),
-            "children": down(mid, frozenset({mid})),
-        }
-    if fmt == "json":
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        family = lineage.build_family_tree(index, mid)
+    if fmt == "text":
+        if output is None:
+            out.print(lineage.rich_tree(family))
+            return
+        with output.open("w", encoding="utf-8") as stream:
+            Console(file=stream, width=200, no_color=True).print(lineage.rich_tree(family))
+        say(f"wrote the family tree of {model_id} to {output}")
         return
-    colours = {"active": "green", "revoked": "red", "tainted": "yellow", "unknown": "dim"}
+    text = lineage.render(family, fmt)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc}") from exc
+    say(f"wrote the family tree of {model_id} ({fmt}) to {output}")
 
-    def label(node: dict[str, Any], arrow: str) -> str:
-        c = colours[node["status"]]
-        via = f"{arrow} {node['relation']} " if "relation" in node else ""
-        return f"{via}[bold]{node['id'][:18]}…[/] [{c}]{node['status']}[/]"
 
-    root = Tree(label(doc, ""))
-    ancestors = root.add("[dim]ancestors[/]")
+@app.command()
+def impact(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    as_json: AsJson = False,
+) -> None:
+    """What a revocation of ID affects: every descendant (how it is reached, whether it is
+    revoked already) and the inference nodes authorised for ID or any descendant."""
+    from provenance.chain.authorizations import authorized_nodes
 
-    def add_up(branch: Tree, nodes: list[dict[str, Any]]) -> None:
-        for node in nodes:
-            add_up(branch.add(label(node, "\u2190")), node["parents"])
-
-    def add_down(branch: Tree, nodes: list[dict[str, Any]]) -> None:
-        for node in nodes:
-            add_down(branch.add(label(node, "\u2192")), node["children"])
-
-    add_up(ancestors, doc["parents"])
-    descendants = root.add("[dim]descendants[/]")
-    add_down(descendants, doc["children"])
-    out.print(root)
+    config = _config()
+    registry = open_registry(config)
+    mid = _id(model_id)
+    with synced_index(config, registry) as index:
+        focus = index.require(mid)
+        affected = lineage.impact(index, mid)
+        status = lineage.node_status(index, mid)
+    attestor = open_attestor(config, registry)
+    nodes = (
+        None
+        if attestor is None
+        else authorized_nodes(attestor[0], [mid, *(a.id for a in affected)], from_block=attestor[1])
+    )
+    report: dict[str, Any] = {
+        "id": _hex(mid),
+        "status": status,
+        "revoked": focus.status is Status.REVOKED,
+        "affected": [a.to_json() for a in affected],
+        "nodes": None if nodes is None else [n.to_json() for n in nodes],
+        "attestor": None if attestor is None else attestor[0].address,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    state = "is revoked" if report["revoked"] else "if it were revoked"
+    out.print(f"[bold]{model_id}[/] ({status}): {state}, {len(affected)} models are affected")
+    for a in affected:
+        chain = " ".join(f"\u2192 {e.relation} 0x{e.child.hex()[:16]}\u2026" for e in a.path)
+        mark = "[red]revoked already[/]" if a.revoked else f"[dark_orange]{a.status}[/]"
+        out.print(f"  0x{a.id.hex()}  {mark}  via {chain}", highlight=False, soft_wrap=True)
+    if nodes is None:
+        out.print("[yellow]no OutputAttestor configured: authorised nodes not checked[/]")
+        return
+    out.print(f"inference nodes authorised for these models: {len(nodes)}")
+    for n in nodes:
+        out.print(
+            f"  {n.node}  for 0x{n.model_id.hex()}  (image 0x{n.image_id.hex()[:16]}\u2026,"
+            f" block {n.block})",
+            highlight=False,
+            soft_wrap=True,
+        )
