@@ -17,6 +17,7 @@ from provenance import __version__
 from provenance.cli import (
     attest,
     certificates,
+    demo,
     explorer,
     images,
     ipfs,
@@ -41,8 +42,9 @@ for _group in (
     certificates.app,
     attest.app,
     serve.app,
-    verify.app,
     explorer.app,
+    demo.app,
+    verify.app,
 ):
     for _command in _group.registered_commands:
         app.registered_commands.append(_command)
