@@ -48,7 +48,6 @@ import hashlib
 import json
 import re
 import tempfile
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -310,29 +309,12 @@ class _Checks:
 # -- bounded retrieval --------------------------------------------------------------------------
 
 
-def _bounded(call: Callable[[], T], timeout: float, what: str) -> T:
-    """Run ``call`` for at most ``timeout`` seconds. A kubo node asked for content nobody
-    provides waits until the client's read timeout (a minute by default); the call runs in a
-    daemon thread that is abandoned (and ends at that timeout) so the report goes on."""
-    result: list[T] = []
-    errors: list[ProvenanceError] = []
-
-    def run() -> None:
-        try:
-            result.append(call())
-        except ProvenanceError as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=run, name="provenance-verify-fetch", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise StorageError(f"{what} was not found in IPFS within {timeout:g} s")
-    if errors:
-        raise errors[0]
-    if not result:
-        raise StorageError(f"{what} could not be fetched")
-    return result[0]
+def _bounded(storage: Storage, timeout: float) -> contextlib.closing[Storage]:
+    """``storage`` with each read bounded to ``timeout`` seconds, closed after use. A kubo
+    node asked for content nobody provides would wait for peers forever; bounded, the node
+    itself gives up at the deadline and the read raises StorageError ("<cid> was not found in
+    IPFS within N s (...)"), so the report goes on."""
+    return contextlib.closing(storage.with_timeout(timeout))
 
 
 def _held(storage: Storage, cid: str) -> bool:
@@ -346,14 +328,17 @@ def fetch_bytes(
     content the node does not hold. StorageError when it does not come."""
     if _held(storage, cid):
         return storage.get_bytes(cid, max_size=max_size)
-    return _bounded(lambda: storage.get_bytes(cid, max_size=max_size), timeout, cid)
+    with _bounded(storage, timeout) as bounded:
+        return bounded.get_bytes(cid, max_size=max_size)
 
 
 def _fetch_path(storage: Storage, cid: str, dest: Path, timeout: float) -> None:
+    """Content the node holds (published data may be large) is read without a deadline."""
     if _held(storage, cid):
         storage.get_path(cid, dest)
         return
-    _bounded(lambda: storage.get_path(cid, dest), timeout, cid)
+    with _bounded(storage, timeout) as bounded:
+        bounded.get_path(cid, dest)
 
 
 # -- finding models on chain ----------------------------------------------------------------
@@ -1186,9 +1171,8 @@ def _image_report(image: str, ctx: _Context, engine: DockerEngine, target: str) 
         c.ok("image-certified", f"labelled with the registered certificate {certificate_label}")
     elif body is not None and any(a.media_type == RECORD_MEDIA_TYPE for a in body.attachments):
         try:
-            record = _bounded(
-                lambda: image_record_of(body, ctx.storage), ctx.fetch_timeout, "the image record"
-            )
+            with _bounded(ctx.storage, ctx.fetch_timeout) as bounded:
+                record = image_record_of(body, bounded)
         except ProvenanceError as exc:
             c.fail("image-certified", f"the certificate's image record: {exc}", type(exc))
         else:

@@ -311,10 +311,10 @@ def test_missing_ipfs_data_is_a_failed_check_not_a_hang(
     assert detail == (
         f"certificate {lost.certificate.digest_text} (CID {lost.certificate.cid}) is not "
         f"retrievable from IPFS at {stack.config.ipfs.api}: {lost.certificate.cid} was not found "
-        "in IPFS within 2 s"
+        f"in IPFS within 2 s (IPFS API {stack.config.ipfs.api})"
     )
     assert report["first_failure"]["error"] == "StorageError"
-    with pytest.raises(StorageError, match="was not found in IPFS within 1 s"):
+    with pytest.raises(StorageError, match=r"was not found in IPFS within 1 s \(IPFS API "):
         verify_model(
             model_id, registry=registry_of(stack, w3, ALICE), storage=kubo, fetch_timeout=1
         )

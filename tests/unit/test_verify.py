@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -500,30 +499,47 @@ def test_certificate_files_and_ids(tmp_path: Path, store: LocalStore) -> None:
     )
 
 
-class _Stalling:
-    """A store that does not hold the content and never answers for it (as kubo waits for
-    peers nobody provides)."""
+class _Remote:
+    """A node that does not hold the content and would wait for peers forever; its bounded
+    views give up at their deadline as kubo does (the real node:
+    tests/integration/test_ipfs_timeout.py)."""
 
-    location = "http://stalling"
+    location = "http://remote"
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
+    def __init__(self, wait: float | None = None, parent: _Remote | None = None) -> None:
+        self.wait = wait
+        self.parent = parent
+        self.views: list[_Remote] = []
+        self.closed = False
 
     def has(self, cid: str) -> bool:
         return False
 
+    def with_timeout(self, seconds: float) -> _Remote:
+        self.views.append(_Remote(seconds, self))
+        return self.views[-1]
+
+    def close(self) -> None:
+        self.closed = True
+
     def get_bytes(self, cid: str, *, max_size: int = 0) -> bytes:
-        self.release.wait()
-        raise StorageError("released")
+        if self.wait is None:
+            raise AssertionError("content the node does not hold is read without a deadline")
+        raise StorageError(f"{cid} was not found in IPFS within {self.wait:g} s (remote)")
 
 
-def test_content_nobody_provides_does_not_hang() -> None:
-    stalling = _Stalling()
-    try:
-        with pytest.raises(StorageError, match=r"^bafy was not found in IPFS within 0.2 s$"):
-            fetch_bytes(stalling, "bafy", timeout=0.2, max_size=10)  # type: ignore[arg-type]
-    finally:
-        stalling.release.set()
+def test_content_the_node_does_not_hold_is_read_with_a_deadline() -> None:
+    remote = _Remote()
+    with pytest.raises(StorageError, match=r"^bafy was not found in IPFS within 0.2 s \(remote\)$"):
+        fetch_bytes(remote, "bafy", timeout=0.2, max_size=10)  # type: ignore[arg-type]
+    assert [view.wait for view in remote.views] == [0.2]
+    assert remote.views[0].closed and not remote.closed
+
+
+def test_the_local_store_is_its_own_bounded_view(store: LocalStore) -> None:
+    assert store.with_timeout(0.2) is store
+    cid = store.put_bytes(b"certificate")
+    assert fetch_bytes(store, cid, timeout=0.2, max_size=100) == b"certificate"
 
 
 def test_generations() -> None:

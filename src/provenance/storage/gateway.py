@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import httpx
+
+from provenance.errors import ServiceError, StorageError
 from provenance.storage import cid as cids
 from provenance.storage import unixfs
 from provenance.storage.car import CarBlockSource, CarReader, CarWriter, chunk_reader, writing
@@ -37,6 +40,9 @@ class Gateway:
         backoff: float = 0.2,
     ) -> None:
         self.url = url.rstrip("/")
+        self._settings = (auth, timeout, retries, backoff)
+        self.wait: float | None = None
+        """The HTTP timeout of a view made by :meth:`with_timeout` (None: not a view)."""
         self._http = Endpoint(
             self.url,
             f"IPFS gateway {self.url}",
@@ -52,6 +58,30 @@ class Gateway:
 
     def close(self) -> None:
         self._http.close()
+
+    def with_timeout(self, seconds: float) -> Gateway:
+        """A client of the same gateway whose HTTP timeouts are ``seconds`` (the trustless
+        gateway protocol has no deadline parameter: a gateway that sends nothing for that long
+        fails the read with ServiceError). It opens its own connections: close it when done."""
+        if seconds <= 0:
+            raise ValueError(f"a timeout must be positive, not {seconds:g}")
+        auth, _, retries, backoff = self._settings
+        view = Gateway(self.url, auth=auth, timeout=seconds, retries=retries, backoff=backoff)
+        view.wait = seconds
+        return view
+
+    @contextmanager
+    def _bounded(self, cid: str) -> Iterator[None]:
+        """In a view, a gateway that stays silent past the timeout is reported as content not
+        found in time (a connection failure stays a ServiceError)."""
+        try:
+            yield
+        except ServiceError as exc:
+            if self.wait is None or not isinstance(exc.__cause__, httpx.ReadTimeout):
+                raise
+            raise StorageError(
+                f"{cid} was not found in IPFS within {self.wait:g} s (IPFS gateway {self.url})"
+            ) from exc
 
     def __enter__(self) -> Gateway:
         return self
@@ -80,7 +110,7 @@ class Gateway:
 
     def cat(self, cid: str, *, progress: Progress | None = None) -> Iterator[bytes]:
         root = cids.parse(cid)
-        with self._blocks(root) as fetch:
+        with self._bounded(cid), self._blocks(root) as fetch:
             for chunk in unixfs.read_file(fetch, root):
                 if progress is not None:
                     progress(len(chunk))
@@ -91,14 +121,14 @@ class Gateway:
 
     def get_path(self, cid: str, dest: Path, *, progress: Progress | None = None) -> None:
         root = cids.parse(cid)
-        with self._blocks(root) as fetch:
+        with self._bounded(cid), self._blocks(root) as fetch:
             unixfs.write_tree(fetch, root, dest, progress)
 
     def export_car(
         self, cid: str, out: BinaryIO | Path, *, progress: Progress | None = None
     ) -> None:
         root = cids.parse(cid)
-        with self._blocks(root) as fetch, writing(out) as f:
+        with self._bounded(cid), self._blocks(root) as fetch, writing(out) as f:
             writer = CarWriter(f, [root])
             for block_cid, block in unixfs.walk_blocks(fetch, root):
                 n = writer.add(block_cid, block)

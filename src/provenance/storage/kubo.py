@@ -23,19 +23,27 @@ layout made it (leaves that are dag-pb nodes, as in CIDv0 DAGs, come from ``bloc
 rebuilding the root from ``cat`` output instead would only work for DAGs chunked like ours.
 CAR export streams ``dag/export`` and checks every block as it arrives; a block the stream does
 not bring in order (kubo sends a repeated block once) comes from ``block/get``.
+
+Bounded reads: kubo waits forever for a block nobody provides. :meth:`Kubo.with_timeout` gives a
+view whose reads (``cat``, ``get_bytes``, ``get_path``, ``export_car``, ``block``) each finish
+within a deadline: every request of the read carries kubo's global ``timeout`` option set to
+the time left, so the node itself gives up (it answers 500 ``context deadline exceeded``, or
+cuts a stream it had begun), and the read raises StorageError naming the CID and the wait.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
-from provenance.errors import IntegrityError, ServiceError, StorageError
+from provenance.errors import IntegrityError, ProvenanceError, ServiceError, StorageError
 from provenance.storage import cid as cids
 from provenance.storage import unixfs
 from provenance.storage.car import (
@@ -49,6 +57,42 @@ from provenance.storage.car import (
 )
 from provenance.storage.http import Body, Endpoint
 from provenance.storage.protocol import Progress, refuse_confidential
+
+DEADLINE_EXCEEDED = "context deadline exceeded"
+"""What kubo answers (HTTP 500) when a command's ``timeout`` option runs out."""
+
+_HTTP_GRACE = 5.0
+"""Seconds the HTTP read timeout leaves kubo beyond its own deadline to answer."""
+
+
+class _Deadline:
+    """The time limit of one read, carried by each of its requests as kubo's ``timeout``."""
+
+    def __init__(self, seconds: float | None, cid: str, where: str) -> None:
+        self.seconds = seconds
+        self.cid = cid
+        self.where = where
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with the time left as kubo's ``timeout`` (a Go duration)."""
+        if self.end is None:
+            return params
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise self.error()
+        return {**params, "timeout": f"{left:.3f}s"}
+
+    def error(self) -> StorageError:
+        return StorageError(
+            f"{self.cid} was not found in IPFS within {self.seconds:g} s ({self.where})"
+        )
+
+
+_UNBOUNDED = _Deadline(None, "", "")
 
 
 class Kubo:
@@ -67,6 +111,10 @@ class Kubo:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.layout = layout
+        self.wait: float | None = None
+        """The time limit of each read (None: no limit); see :meth:`with_timeout`."""
+        self._settings = (auth, basic_auth, timeout, retries, backoff)
+        self._owns_api = True
         self._api = Endpoint(
             f"{self.api_url}/api/v0",
             f"IPFS API {self.api_url}",
@@ -82,7 +130,60 @@ class Kubo:
         return self.api_url
 
     def close(self) -> None:
-        self._api.close()
+        """Release the connections (a view made by :meth:`with_timeout` releases only those
+        it opened itself)."""
+        if self._owns_api:
+            self._api.close()
+
+    def with_timeout(self, seconds: float) -> Kubo:
+        """A view of this node whose reads each finish within ``seconds``: content nobody
+        provides raises StorageError ("<cid> was not found in IPFS within N s (IPFS API
+        <url>)") instead of waiting. The view shares this client's connections unless the wait
+        exceeds its HTTP read timeout."""
+        if seconds <= 0:
+            raise ValueError(f"a timeout must be positive, not {seconds:g}")
+        auth, basic_auth, timeout, retries, backoff = self._settings
+        if seconds + _HTTP_GRACE <= timeout:
+            view = copy.copy(self)
+            view._owns_api = False
+        else:
+            view = Kubo(
+                self.api_url,
+                auth=auth,
+                basic_auth=basic_auth,
+                timeout=seconds + _HTTP_GRACE,
+                retries=retries,
+                backoff=backoff,
+                layout=self.layout,
+            )
+        view.wait = seconds
+        return view
+
+    def _deadline(self, cid: str) -> _Deadline:
+        return _Deadline(self.wait, cid, f"IPFS API {self.api_url}")
+
+    def _refused(
+        self, command: str, status: int, body: bytes, deadline: _Deadline
+    ) -> ProvenanceError:
+        """The error for a read kubo answered with ``status`` (not 200): its deadline, or the
+        message kubo gave."""
+        try:
+            message = str(json.loads(body)["Message"])
+        except (ValueError, KeyError, TypeError):
+            message = body.decode("utf-8", "replace").strip()
+        if deadline.end is not None and DEADLINE_EXCEEDED in message:
+            return deadline.error()
+        return ServiceError(f"{self._api.label} {command} answered {status}: {message[:300]}")
+
+    @contextmanager
+    def _read(self, command: str, cid: bytes, deadline: _Deadline) -> Iterator[Iterator[bytes]]:
+        """The streamed body of a read command on ``cid`` within ``deadline``."""
+        params = deadline.params({"arg": cids.to_str(cid)})
+        with self._api.stream("POST", f"/{command}", command, params=params, ok=(200, 500)) as r:
+            chunks = self._api.chunks(r, command)
+            if r.status_code != 200:
+                raise self._refused(command, r.status_code, b"".join(chunks), deadline)
+            yield chunks
 
     def __enter__(self) -> Kubo:
         return self
@@ -139,7 +240,10 @@ class Kubo:
     # ------------------------------------------------------------ blocks
     def block(self, cid: bytes) -> bytes:
         """One block (binary CID), verified against its CID."""
-        data = self._raw_block(cid)
+        return self._block(cid, self._deadline(cids.to_str(cid)))
+
+    def _block(self, cid: bytes, deadline: _Deadline) -> bytes:
+        data = self._raw_block(cid, deadline)
         cids.verify_block(cid, data, self.api_url)
         return data
 
@@ -254,16 +358,20 @@ class Kubo:
         return self._check_root(root, unixfs.build_tree(entries, files).cid, str(path))
 
     # ------------------------------------------------------------ get
-    def _content(self, root: bytes, first: bytes | None = None) -> Iterator[bytes]:
+    def _content(self, root: bytes, first: bytes | None, deadline: _Deadline) -> Iterator[bytes]:
         """A file's content: nodes from ``block/get``, leaf bytes from one ``cat`` stream, each
-        leaf checked against its CID."""
+        leaf checked against its CID. A stream kubo cuts at its deadline ends early: the rest
+        then comes from ``block/get``, which reports the deadline."""
+
+        def block(cid: bytes) -> bytes:
+            return self._block(cid, deadline)
+
         if cids.codec(root) == cids.RAW:
-            yield first if first is not None else self.block(root)
+            yield first if first is not None else block(root)
             return
-        pieces = unixfs.file_pieces(self.block, root, first)
-        params = {"arg": cids.to_str(root)}
-        with self._api.stream("POST", "/cat", "cat", params=params) as response:
-            stream = chunk_reader(self._api.chunks(response, "cat"))
+        pieces = unixfs.file_pieces(block, root, first)
+        with self._read("cat", root, deadline) as chunks:
+            stream = chunk_reader(chunks)
             live = True
             for piece in pieces:
                 if isinstance(piece, unixfs.RawLeaf):
@@ -272,7 +380,7 @@ class Kubo:
                         cids.verify_block(piece.cid, data, self.api_url)
                     else:  # the stream ended early: fetch the rest block by block
                         live = False
-                        data = self.block(piece.cid)
+                        data = block(piece.cid)
                 else:
                     data = piece
                     if live:
@@ -288,21 +396,27 @@ class Kubo:
                     yield data
 
     @contextmanager
-    def _export(self, root: bytes) -> Iterator[CarBlockSource]:
+    def _export(self, root: bytes, deadline: _Deadline) -> Iterator[CarBlockSource]:
         """Verified blocks of the DAG under ``root`` from ``dag/export``, depth-first."""
-        with self._api.stream(
-            "POST", "/dag/export", "dag/export", params={"arg": cids.to_str(root)}
-        ) as response:
-            reader = CarReader(chunk_reader(self._api.chunks(response, "dag/export")), self.api_url)
-            yield CarBlockSource(reader, self._raw_block, self.api_url)
 
-    def _raw_block(self, cid: bytes) -> bytes:
-        return self._api.call(
-            "POST", "/block/get", "block/get", params={"arg": cids.to_str(cid)}
-        ).content
+        def cut(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            yield from chunks
+            if deadline.expired():  # kubo cut the stream at its deadline, maybe mid-block
+                raise deadline.error()
+
+        with self._read("dag/export", root, deadline) as chunks:
+            reader = CarReader(chunk_reader(cut(chunks)), self.api_url)
+            yield CarBlockSource(reader, lambda cid: self._raw_block(cid, deadline), self.api_url)
+
+    def _raw_block(self, cid: bytes, deadline: _Deadline = _UNBOUNDED) -> bytes:
+        params = deadline.params({"arg": cids.to_str(cid)})
+        response = self._api.call("POST", "/block/get", "block/get", params=params, ok=(200, 500))
+        if response.status_code != 200:
+            raise self._refused("block/get", response.status_code, response.content, deadline)
+        return response.content
 
     def cat(self, cid: str, *, progress: Progress | None = None) -> Iterator[bytes]:
-        for chunk in self._content(cids.parse(cid)):
+        for chunk in self._content(cids.parse(cid), None, self._deadline(cid)):
             if progress is not None:
                 progress(len(chunk))
             yield chunk
@@ -311,7 +425,14 @@ class Kubo:
         return unixfs.gather(self.cat(cid), cid, max_size)
 
     def get_path(self, cid: str, dest: Path, *, progress: Progress | None = None) -> None:
-        unixfs.write_tree(self.block, cids.parse(cid), dest, progress, self._content)
+        deadline = self._deadline(cid)
+        unixfs.write_tree(
+            lambda block: self._block(block, deadline),
+            cids.parse(cid),
+            dest,
+            progress,
+            lambda root, first: self._content(root, first, deadline),
+        )
 
     def has(self, cid: str) -> bool:
         response = self._api.call(
@@ -348,7 +469,7 @@ class Kubo:
         self, cid: str, out: BinaryIO | Path, *, progress: Progress | None = None
     ) -> None:
         root = cids.parse(cid)
-        with self._export(root) as fetch, writing(out) as f:
+        with self._export(root, self._deadline(cid)) as fetch, writing(out) as f:
             writer = CarWriter(f, [root])
             for block_cid, block in unixfs.walk_blocks(fetch, root):
                 n = writer.add(block_cid, block)

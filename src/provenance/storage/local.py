@@ -53,6 +53,10 @@ class LocalStore:
     def close(self) -> None:
         """Nothing to release (for symmetry with :class:`~.kubo.Kubo`)."""
 
+    def with_timeout(self, seconds: float) -> LocalStore:
+        """Itself: a read here never waits on the network, it finds a block or fails at once."""
+        return self
+
     def __enter__(self) -> LocalStore:
         return self
 

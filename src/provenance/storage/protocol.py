@@ -31,6 +31,14 @@ class Storage(Protocol):
         """Release connections (a no-op for the local store)."""
         ...
 
+    def with_timeout(self, seconds: float) -> Storage:
+        """This storage with each read (``cat``, ``get_bytes``, ``get_path``, ``export_car``)
+        bounded to ``seconds``: content that does not come in time raises StorageError ("<cid>
+        was not found in IPFS within N s (...)") instead of waiting for peers. A store that
+        never waits on the network (the local store) returns itself. Close the view when done:
+        it releases only the connections it opened itself."""
+        ...
+
     def put_bytes(self, data: bytes, *, pin: bool = True, confidential: bool = False) -> str:
         """Store ``data`` as a UnixFS file; at most 256 KiB gives one raw block, whose CID is
         :func:`~provenance.storage.cid.cid_for_digest` of its SHA-256."""
