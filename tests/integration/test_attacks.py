@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,9 +64,68 @@ def test_the_story_verifies_before_any_attack(story: Story) -> None:
     assert {a.name for a in beta.certificate.attachments} == {
         a.name for a in alpha.certificate.attachments
     }
-    assert all(r["status"] == "pass" for r in story.summary.verification)
-    # per model: signature, registration, its dataset, preprocessing, model file, image; receipts
-    assert len(story.summary.verification) == 2 * 6 + 1
+    reports = story.summary.verification
+    # per model: its report by id, its model file from IPFS, its image; then a receipt
+    assert [(r["kind"], r["model_id"]) for r in reports] == [
+        ("model-id", alpha.id_hex),
+        ("model-files", alpha.id_hex),
+        ("image", alpha.id_hex),
+        ("model-id", beta.id_hex),
+        ("model-files", beta.id_hex),
+        ("image", beta.id_hex),
+        ("receipt", beta.id_hex),
+    ]
+    assert all(r["ok"] and r["first_failure"] is None for r in reports)
+
+    def status(report: dict[str, Any], name: str) -> tuple[str, str]:
+        (check,) = [c for c in report["checks"] if c["name"] == name]
+        return check["status"], check["detail"]
+
+    for report, model in ((reports[0], alpha), (reports[3], beta)):
+        for name in ("registered", "status", "certificate-digest", "model-digest", "data"):
+            assert status(report, name)[0] == "pass", name
+        (dataset,) = model.certificate.data.datasets
+        assert status(report, "data")[1].startswith(
+            f"recomputed from {story.work / 'audit' / f'{model.folder.name}-{dataset.name}'}: "
+        )
+        assert status(report, "signature") == (
+            "pass",
+            f"EIP-712 signature by the creator {story.setup.alice.address}",
+        )
+        assert status(report, "trusted") == (
+            "pass",
+            f"registrant {story.setup.alice.address} is in the trust list",
+        )
+        assert status(report, "preprocessing") == (
+            "pass",
+            f"{len(model.certificate.preprocessing)} captured step(s) re-run from preprocess.py "
+            "on the data: code and output digests are the certificate's",
+        )
+    assert status(reports[0], "lineage") == ("pass", "a root model: no ancestors")
+    assert status(reports[3], "lineage") == ("pass", "1 ancestor(s), none revoked")
+    for report, model in ((reports[2], alpha), (reports[5], beta)):
+        assert model.image is not None
+        assert status(report, "image-model") == (
+            "pass",
+            f"the model files inside the image hash to {model.certificate.model.digest}",
+        )
+        assert status(report, "image-certified") == (
+            "pass",
+            f"the certificate's image record names image {model.image.image_id}",
+        )
+    assert status(reports[6], "receipt-contract")[0] == "pass"
+    assert status(reports[6], "receipt-anchored")[0] == "pass"
+    assert status(reports[6], "outputs") == (
+        "pass",
+        "the input and output bytes of the 8 answers the client got hash to their receipts' "
+        "digests",
+    )
+    # told through the narrator: a heading per report, then one line per check
+    lines = story.narrator.lines  # type: ignore[attr-defined]
+    headings = [line for line in lines if line.startswith(("\u2714 ", "\u2718 "))]
+    assert len(headings) == 7 and all(h.startswith("\u2714 ") for h in headings)
+    assert headings[0].startswith(f"\u2714 Model Alpha {alpha.id_hex}: ")
+    assert not any(line.lstrip().startswith("\u2718") for line in lines)
     assert Path(story.summary.files["family_tree_html"]).read_text().count("<svg") == 1
     assert story.served is not None and len(story.served.outputs) == 8
 
@@ -75,11 +135,15 @@ def test_attack_1_poisoned_training_data(story: Story) -> None:
     (dataset,) = alpha.certificate.data.datasets
     assert dataset.subset is not None
     outcome = demo_attacks.poisoned_training_data(story)
-    found = only(outcome, "data commitment (provenance data verify)")
+    (found,) = outcome.detections
+    assert found == only(outcome, "verify: data")
     assert found.error == "IntegrityError"
     recorded = dataset.subset.source.root
     assert re.fullmatch(
-        rf"table root differs: recorded {recorded}, recomputed sha256:{HEX}", found.message or ""
+        rf"dataset {re.escape(dataset.name)} \(train\): recomputed from "
+        rf"{re.escape(str(story.data))}: table root differs: recorded {recorded}, "
+        rf"recomputed sha256:{HEX}",
+        found.message or "",
     )
     assert not found.message.endswith(recorded)  # type: ignore[union-attr]
 
@@ -101,37 +165,63 @@ def test_attack_2_malicious_code(story: Story) -> None:
 def test_attack_3_an_attacker_posing_as_alice(story: Story) -> None:
     alice, mallory = story.setup.alice.address, story.setup.mallory.address
     outcome = demo_attacks.impersonation(story)
-    signature = only(outcome, "creator signature (EIP-712)")
+    assert [d.check for d in outcome.detections] == [
+        "verify: signature",
+        "verify: registrant",
+        "verify: trusted",
+    ]
+    (impostor,) = [m for m, name in story.names.items() if "Mallory" in name]
+    subject = f"model 0x{impostor[:4].hex()}\u2026"
+    signature = only(outcome, "verify: signature")
     assert signature.error == "SignatureError"
     assert signature.message == (
-        f"the certificate signature recovers to {mallory}, not to its creator {alice}"
+        f"{subject}: the certificate signature recovers to {mallory}, not to its creator {alice}"
     )
-    registrant = only(outcome, "registrant is trusted (Alice)")
-    assert registrant.error == "IntegrityError"
-    assert re.fullmatch(
-        rf"model 0x{HEX} was registered by {mallory}, who is not a trusted registrant "
-        rf"\(Alice {alice}\)",
-        registrant.message or "",
+    registrant = only(outcome, "verify: registrant")
+    assert registrant.error == "PolicyError"
+    assert registrant.message == (
+        f"{subject}: registered by {mallory}, but the certificate names creator {alice}"
     )
+    trusted = only(outcome, "verify: trusted")
+    assert trusted.error == "PolicyError"
+    assert trusted.message == f"{subject}: registrant {mallory} is not in the trust list"
 
 
 def test_attack_4_model_poisoning(story: Story) -> None:
     _, beta = story.models()
+    assert beta.image is not None
     digest = beta.certificate.model.digest
     (entry,) = beta.certificate.model.manifest.files
+    deployed = story.work / "deploy" / "beta"
     outcome = demo_attacks.model_poisoning(story)
-    files = only(outcome, "model manifest digest")
+    assert [d.check for d in outcome.detections] == [
+        "verify: model-files",
+        "verify: image-model",
+        "verify: image-certified",
+    ]
+    files = only(outcome, "verify: model-files")
     assert files.error == "IntegrityError"
+    model = re.escape(str(deployed / "model.pkl"))
     assert re.fullmatch(
-        rf".*/deploy/beta: model.pkl has \d+ bytes and digest sha256:{HEX}, the manifest says "
+        rf"{model}: not the certified model of {re.escape(str(deployed / 'certificate.json'))}: "
+        rf"{model}: model.pkl has \d+ bytes and digest sha256:{HEX}, the manifest says "
         rf"{entry.size} bytes and {entry.digest}",
         files.message or "",
     )
-    image = only(outcome, "image model digest")
+    image = only(outcome, "verify: image-model")
     assert image.error == "IntegrityError"
-    assert re.fullmatch(
-        rf"the model in image sha256:{HEX} has digest sha256:{HEX}, not {digest}",
+    match = re.fullmatch(
+        rf"image (sha256:{HEX}): the model in image \1 has digest sha256:{HEX}, not {digest}",
         image.message or "",
+    )
+    assert match is not None
+    tampered = match.group(1)
+    assert tampered != beta.image.image_id
+    certified = only(outcome, "verify: image-certified")
+    assert certified.error == "IntegrityError"
+    assert certified.message == (
+        f"image {tampered}: the certificate's image record names image {beta.image.image_id}, "
+        f"not {tampered}"
     )
 
 

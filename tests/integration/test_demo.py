@@ -26,7 +26,16 @@ def demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_the_demo_runs_to_the_end_and_detects_all_five_attacks(
     stack: Stack, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    done = demo("--skip-images", "--json", "--work-dir", str(tmp_path), env=cli_env)
+    picture = tmp_path.parent / f"{tmp_path.name}-picture" / "family-tree.svg"
+    done = demo(
+        "--skip-images",
+        "--json",
+        "--work-dir",
+        str(tmp_path),
+        "--tree-svg",
+        str(picture),
+        env=cli_env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["ok"] is True
@@ -38,15 +47,26 @@ def test_the_demo_runs_to_the_end_and_detects_all_five_attacks(
     assert Path(summary["files"]["family_tree_svg"]).read_text().lstrip().startswith("<?xml")
     after = Path(summary["files"]["family_tree_after_attacks_svg"]).read_text()
     assert "Model Beta v2 (by Mallory, claims Alice)" in after
+    assert picture.read_text() == after
+    assert "family tree picture copied to" in done.stderr
     alpha, beta = summary["models"]["alpha"], summary["models"]["beta"]
     assert beta["parents"] == [{"id": alpha["id"], "relation": "fine-tune"}]
+    verified = summary["verification"]
+    assert [(r["kind"], r["ok"]) for r in verified] == [
+        ("model-id", True),
+        ("model-files", True),
+        ("model-id", True),
+        ("model-files", True),
+        ("receipt", True),
+    ]
     checks = {c["check"]: c["error"] for a in summary["attacks"] for c in a["checks"]}
     assert checks == {
-        "data commitment (provenance data verify)": "IntegrityError",
+        "verify: data": "IntegrityError",
         "preprocessing code digest (re-run of the captured steps)": "IntegrityError",
-        "creator signature (EIP-712)": "SignatureError",
-        "registrant is trusted (Alice)": "IntegrityError",
-        "model manifest digest": "IntegrityError",
+        "verify: signature": "SignatureError",
+        "verify: registrant": "PolicyError",
+        "verify: trusted": "PolicyError",
+        "verify: model-files": "IntegrityError",
         "output digest in the receipt": "IntegrityError",
         "receipt anchored on chain by an authorised node": "IntegrityError",
         "OutputAttestor refuses an unauthorised node": "ContractRevertError",
@@ -56,7 +76,8 @@ def test_the_demo_runs_to_the_end_and_detects_all_five_attacks(
     again = demo("--skip-images", "--work-dir", str(tmp_path), env=cli_env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "5/5 detected" in again.stdout
-    assert again.stdout.count("✔ caught") == 8 and "NOT DETECTED" not in again.stdout
+    assert again.stdout.count("✔ caught") == 9 and "NOT DETECTED" not in again.stdout
+    assert "✘" not in again.stdout  # no failed check in the audit
     folders = sorted(p.name for p in tmp_path.iterdir())
     assert len(folders) == 2 and Path(summary["work_dir"]).name in folders
     assert alpha["id"] not in again.stdout

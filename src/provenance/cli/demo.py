@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from provenance.chain.deploy import Deployment
 from provenance.chain.keys import dev_account
@@ -69,6 +71,15 @@ class RichNarrator:
     def done(self, text: str) -> None:
         self.console.print(f"  [green]\u2714[/] {text}", soft_wrap=False, highlight=False)
 
+    def check(self, status: str, text: str, indent: int = 0) -> None:
+        from provenance.demo.report import MARKS
+
+        colour = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}[status]
+        line = Text("  " + "  " * indent)
+        line.append(MARKS[status], style=colour)
+        line.append(f" {text}", style="dim" if status == "skip" else "")
+        self.console.print(line, highlight=False)
+
     def caught(self, text: str) -> None:
         self.console.print(f"  [bold green]\u2714 caught[/] {text}", highlight=False)
 
@@ -101,6 +112,14 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="A JSON summary on stdout (the story goes to stderr).")
     ] = False,
+    tree_svg: Annotated[
+        Path | None,
+        typer.Option(
+            "--tree-svg",
+            metavar="PATH",
+            help="Also copy the family tree picture (SVG, after the attacks) to PATH.",
+        ),
+    ] = None,
 ) -> None:
     """Run the story on the local stack: train, certify, register, package, serve and verify
     two models, then the paper's five attacks, each caught by a named check. Exit 0 only when
@@ -156,6 +175,11 @@ def demo(
     ):
         if key in summary.files:
             console.print(f"{what}: {summary.files[key]}", highlight=False)
+    picture = summary.files.get("family_tree_after_attacks_svg")
+    if tree_svg is not None and picture is not None:
+        tree_svg.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(picture, tree_svg)
+        console.print(f"family tree picture copied to {tree_svg}", highlight=False)
     console.print(
         f"work folder: {summary.work_dir}; {summary.seconds:.0f} s; "
         f"{summary.detected}/{len(summary.attacks)} attacks detected",

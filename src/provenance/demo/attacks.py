@@ -17,6 +17,7 @@ import pickle
 import shutil
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,20 +25,17 @@ from eth_account.messages import encode_typed_data
 
 from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data, verify_receipt_offline
 from provenance.capture.tracker import track
-from provenance.certificate import (
-    SignedCertificate,
-    typed_data,
-    verify_certificate_signature,
-)
+from provenance.certificate import SignedCertificate, typed_data
 from provenance.chain.attestor import verify_receipt_on_chain
 from provenance.errors import (
     ContractRevertError,
     IntegrityError,
+    PolicyError,
     ProvenanceError,
     SignatureError,
 )
-from provenance.images import MODEL_DIR, verify_model_image
-from provenance.manifest import verify_manifest
+from provenance.images import MODEL_DIR
+from provenance.verify import Report, report_for_model, report_for_target
 
 from . import checks, code
 from .report import AttackOutcome, Detection
@@ -65,6 +63,17 @@ def detect(
     return found
 
 
+def detect_check(
+    story: Story, report: Report, name: str, expected: type[ProvenanceError]
+) -> Detection:
+    """A :mod:`provenance.verify` report's check ``name`` must have failed with ``expected``:
+    the error :meth:`~provenance.verify.Report.raise_for_failure` raises for it (its subject and
+    detail), shown as ``verify: <name>``."""
+    check = report.check(name)
+    alone = replace(report, checks=() if check is None else (check,))
+    return detect(story, f"verify: {name}", expected, alone.raise_for_failure)
+
+
 def poisoned_training_data(story: Story) -> AttackOutcome:
     """Attack 1: Mallory breaches the data store and flips labels of rows Alpha trained on."""
     alpha, _ = story.models()
@@ -80,12 +89,13 @@ def poisoned_training_data(story: Story) -> AttackOutcome:
         f"{POISONED_ROWS} labels flipped in {story.data.name} in the data store (now {new_cid}, "
         f"the certificate names {dataset.url})"
     )
-    found = detect(
-        story,
-        "data commitment (provenance data verify)",
-        IntegrityError,
-        lambda: checks.verify_training_data(dataset, story.data),
+    report = report_for_model(
+        alpha.id,
+        envelope=alpha.signed,
+        data_sources={dataset.name: story.data},
+        **story.verifying(),
     )
+    found = detect_check(story, report, "data", IntegrityError)
     return AttackOutcome(
         1,
         "false training data (poisoned dataset)",
@@ -141,30 +151,25 @@ def impersonation(story: Story) -> AttackOutcome:
     signature = setup.mallory.sign_message(typed_data(claimed.digest)).signature
     forged = SignedCertificate(certificate=claimed, signature="0x" + bytes(signature).hex())
     (folder / "certificate.json").write_text(forged.model_dump_json(indent=2))
+    cid = setup.storage.put_bytes(claimed.canonical_bytes())  # published, as Alice's are
+    if cid != claimed.cid:
+        raise IntegrityError(f"the storage returned CID {cid}, expected {claimed.cid}")
     done = story.mallory_registry.register(claimed.registration())
     story.names[done.id] = "Model Beta v2 (by Mallory, claims Alice)"
     story.narrator.done(
         f"Mallory registered 'Model Beta v2' (creator: Alice) as 0x{done.id.hex()[:16]}…, a child "
         f"of Beta, from her own account {setup.mallory.address}"
     )
-    trusted: dict[str, str] = {str(setup.alice.address): "Alice"}
+    # an auditor given the model id and Mallory's signed certificate file
+    report = report_for_model(done.id, envelope=forged, **story.verifying())
     return AttackOutcome(
         3,
         "attacker posing as an ML developer",
         "Mallory's key signs and registers a certificate naming Alice as creator",
         (
-            detect(
-                story,
-                "creator signature (EIP-712)",
-                SignatureError,
-                lambda: verify_certificate_signature(forged),
-            ),
-            detect(
-                story,
-                "registrant is trusted (Alice)",
-                IntegrityError,
-                lambda: checks.verify_registrant(story.alice_registry, done.id, trusted),
-            ),
+            detect_check(story, report, "signature", SignatureError),
+            detect_check(story, report, "registrant", PolicyError),
+            detect_check(story, report, "trusted", PolicyError),
         ),
     )
 
@@ -183,37 +188,26 @@ def _tampered_model(story: Story, target: Path) -> None:
 
 
 def model_poisoning(story: Story) -> AttackOutcome:
-    """Attack 4: the deployed model file is swapped for a poisoned one, and (with images) a
-    tampered image is made from Beta's by replacing its model file but keeping its labels."""
+    """Attack 4: the deployed model file (beside its certificate) is swapped for a poisoned one,
+    and (with images) a tampered image is made from Beta's by replacing its model file but
+    keeping its labels. Each is verified as ``provenance verify`` verifies a file or an image."""
     _, beta = story.models()
-    cert = beta.certificate
     deployed = story.work / "deploy" / "beta"
-    shutil.copytree(
-        beta.folder, deployed, ignore=shutil.ignore_patterns("certificate.json", "openings")
-    )
+    shutil.copytree(beta.folder, deployed, ignore=shutil.ignore_patterns("openings"))
     _tampered_model(story, deployed / "model.pkl")
     story.narrator.done(f"{deployed / 'model.pkl'} replaced by a model with its decisions inverted")
-    detections = [
-        detect(
-            story,
-            "model manifest digest",
-            IntegrityError,
-            lambda: verify_manifest(cert.model.manifest, deployed),
-        )
-    ]
+    files = report_for_target(str(deployed / "model.pkl"), **story.verifying())
+    detections = [detect_check(story, files, "model-files", IntegrityError)]
     changed = "Beta's model file swapped for one with inverted decisions"
     if beta.image is not None:
         tampered_id = _tampered_image(story, deployed / "model.pkl")
         try:
             with story.engine() as engine:
-                detections.append(
-                    detect(
-                        story,
-                        "image model digest",
-                        IntegrityError,
-                        lambda: verify_model_image(engine, tampered_id, cert.model.digest),
-                    )
-                )
+                image = report_for_target(tampered_id, engine=engine, **story.verifying())
+            detections += [
+                detect_check(story, image, "image-model", IntegrityError),
+                detect_check(story, image, "image-certified", IntegrityError),
+            ]
         finally:
             with story.engine() as engine:
                 engine.client.images.remove(tampered_id, force=True)
@@ -322,7 +316,8 @@ ATTACKS: tuple[tuple[str, str, Callable[[Story], AttackOutcome]], ...] = (
         "Attack 1: false training data",
         "Mallory breaks into the data store and flips labels of rows Alpha was trained on. The "
         "certificate committed to every row (a Merkle root over typed rows, and the selection "
-        "of the rows used): recomputing it from the store no longer matches.",
+        "of the rows used): verifying Alpha with the store's copy as its data source, the "
+        "recomputed root no longer matches.",
         poisoned_training_data,
     ),
     (
@@ -336,14 +331,16 @@ ATTACKS: tuple[tuple[str, str, Callable[[Story], AttackOutcome]], ...] = (
         "Attack 3: an attacker posing as an ML developer",
         "Mallory publishes a trojaned 'Model Beta v2' whose certificate names Alice as creator, "
         "and registers it. The chain accepts it (open registry) but records Mallory as the "
-        "registrant, and her signature does not recover to Alice.",
+        "registrant; verifying it, her signature does not recover to Alice, and the registrant "
+        "is neither the certificate's creator nor trusted.",
         impersonation,
     ),
     (
         "Attack 4: model poisoning",
         "Beta's deployed model file is replaced by one with inverted decisions, and an image is "
-        "doctored to carry it under Beta's labels. The model digest in the certificate (per-file "
-        "SHA-256) catches both.",
+        "doctored to carry it under Beta's labels. Verifying the file and the image, the model "
+        "digest in the certificate (per-file SHA-256) catches both; the image is also not the "
+        "one the certificate's image record names.",
         model_poisoning,
     ),
     (

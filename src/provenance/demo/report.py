@@ -5,14 +5,22 @@ table or JSON. Nothing here prints."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from provenance.verify import Check, Report
 
 Advance = Callable[[int], None]
+
+MARKS = {"pass": "\u2714", "fail": "\u2718", "warn": "!", "skip": "-"}
+"""How a check's status is shown: passed, failed, warning, skipped."""
 
 
 class Narrator(Protocol):
@@ -28,6 +36,10 @@ class Narrator(Protocol):
 
     def done(self, text: str) -> None:
         """One thing done (or checked) in the current stage."""
+        ...
+
+    def check(self, status: str, text: str, indent: int = 0) -> None:
+        """One line of a verification report: ``status`` is a key of :data:`MARKS`."""
         ...
 
     def caught(self, text: str) -> None:
@@ -58,11 +70,49 @@ class Silent:
     def done(self, text: str) -> None:
         self.lines.append(f"ok {text}")
 
+    def check(self, status: str, text: str, indent: int = 0) -> None:
+        self.lines.append(f"{'  ' * indent}{MARKS[status]} {text}")
+
     def caught(self, text: str) -> None:
         self.lines.append(f"caught {text}")
 
     def missed(self, text: str) -> None:
         self.lines.append(f"MISSED {text}")
+
+
+def _counts(checks: Sequence[Check]) -> str:
+    found = Counter(str(c.status) for c in checks)
+    parts = [
+        f"{found[status]} {word}"
+        for status, word in (
+            ("pass", "pass"),
+            ("fail", "failed"),
+            ("warn", "warning(s)"),
+            ("skip", "skipped"),
+        )
+        if found[status]
+    ]
+    return f"{len(checks)} checks: {', '.join(parts)}"
+
+
+def tell_report(
+    narrator: Narrator, title: str, report: Report, *, brief: str | None = None
+) -> None:
+    """A verification report through the narrator: a heading line (passed or failed, with the
+    counts), then one line per check (the subject shown when it is not the report's own).
+    ``brief`` (what the target names, e.g. "Model Beta", already told by its own report): the
+    checks about it are counted in one line, except the failed ones, which are shown."""
+    own = report.checks[0].subject if report.checks else report.target
+    narrator.check("pass" if report.ok else "fail", f"{title}: {_counts(report.checks)}")
+    counted: list[Check] = []
+    for c in report.checks:
+        if brief is not None and c.subject != own and c.name != "lookup" and not c.failed:
+            counted.append(c)
+            continue
+        about = "" if c.subject == own else f" ({c.subject})"
+        narrator.check(str(c.status), f"{c.name}{about}: {c.detail}", 1)
+    if counted:
+        narrator.check("pass", f"and {brief}'s {_counts(counted)} (as in its report above)", 1)
 
 
 @dataclass(frozen=True)
@@ -153,14 +203,19 @@ def attack_table(summary: Summary) -> Table:
         title=f"The five attacks of section 3.1: {summary.detected}/{len(summary.attacks)} detected",
         title_justify="left",
         show_lines=True,
+        expand=True,
     )
     table.add_column("#", justify="right")
-    table.add_column("attack")
-    table.add_column("what was changed")
-    table.add_column("caught by")
+    table.add_column("attack", ratio=2)
+    table.add_column("what was changed", ratio=2)
+    table.add_column("caught by: check (error), its message", ratio=5, overflow="fold")
     table.add_column("result")
     for outcome in summary.attacks:
-        checks = "\n".join(f"{d.check} ({d.error or 'no error'})" for d in outcome.detections)
+        checks = Text()
+        for n, d in enumerate(outcome.detections):
+            checks.append(("\n" if n else "") + f"{d.check} ({d.error or 'no error'})")
+            if d.message:
+                checks.append(f"\n{d.message}", style="dim")
         result = "[green]detected[/]" if outcome.detected else "[red]NOT DETECTED[/]"
         table.add_row(str(outcome.number), outcome.attack, outcome.changed, checks, result)
     return table
