@@ -47,6 +47,8 @@ def story(stack: Stack, base_image: str, tmp_path_factory: pytest.TempPathFactor
         work_dir=tmp_path_factory.mktemp("demo") / "run",
         alice=dev_account(w3, 1),
         mallory=dev_account(w3, 3),
+        auditor=dev_account(w3, 0),
+        bob=dev_account(w3, 2),
     )
     return tell_story(setup, Silent())
 

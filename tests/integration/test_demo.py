@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -47,6 +48,15 @@ def test_the_demo_runs_to_the_end_and_detects_all_five_attacks(
     assert Path(summary["files"]["family_tree_svg"]).read_text().lstrip().startswith("<?xml")
     after = Path(summary["files"]["family_tree_after_attacks_svg"]).read_text()
     assert "Model Beta v2 (by Mallory, claims Alice)" in after
+    # the response: the impostor revoked on chain, Bob's model built on it tainted
+    revoked, (tainted,) = summary["response"]["revoked"], summary["response"]["tainted"]
+    classes = {
+        g.get("id"): g.get("class")
+        for g in ElementTree.fromstring(after).iter("{http://www.w3.org/2000/svg}g")
+    }
+    assert classes[f"model-{revoked}"] == "node status-revoked"
+    assert classes[f"model-{tainted}"] == "node status-tainted"
+    assert "Beta v2, quantized (by Bob)" in after
     assert picture.read_text() == after
     assert "family tree picture copied to" in done.stderr
     alpha, beta = summary["models"]["alpha"], summary["models"]["beta"]

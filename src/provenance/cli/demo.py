@@ -161,6 +161,8 @@ def demo(
         work_dir=_run_folder(work_dir or config.state_dir / "demo"),
         alice=dev_account(w3, ALICE_ACCOUNT),
         mallory=dev_account(w3, MALLORY_ACCOUNT),
+        auditor=dev_account(w3, 0),  # the deployer: the registry's admin on the local stack
+        bob=dev_account(w3, 2),
     )
     console = err if as_json else out
     try:

@@ -325,7 +325,8 @@ def impact(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     state = "is revoked" if report["revoked"] else "if it were revoked"
-    out.print(f"[bold]{model_id}[/] ({status}): {state}, {len(affected)} models are affected")
+    count = f"{len(affected)} model is" if len(affected) == 1 else f"{len(affected)} models are"
+    out.print(f"[bold]{model_id}[/] ({status}): {state}, {count} affected")
     for a in affected:
         chain = " ".join(f"\u2192 {e.relation} 0x{e.child.hex()[:16]}\u2026" for e in a.path)
         mark = "[red]revoked already[/]" if a.revoked else f"[dark_orange]{a.status}[/]"

@@ -118,9 +118,16 @@ def run_demo(
         with narrator.stage(title, explanation):
             s.summary.attacks.append(attack(s))
     with narrator.stage(
+        "6. The response: the impostor revoked, its descendants tainted",
+        "Bob, downstream, had already built on Mallory's impostor. The auditor (the registry's "
+        "admin grants it AUDITOR_ROLE) revokes the impostor on chain; every descendant is now "
+        "reported tainted, `provenance impact` lists them, and `provenance serve` refuses them.",
+    ):
+        s.summary.response = story.respond(s)
+    with narrator.stage(
         "The family tree, after the attacks",
-        "The chain's record now also holds Mallory's impostor, registered as a child of Beta "
-        "by her account: the tree shows it, and the registrant check above tells it apart.",
+        "The chain's record now also holds Mallory's impostor (revoked, red) under Beta and "
+        "Bob's model built on it (tainted, orange).",
     ):
         s.summary.files.update(story.render_tree(s, "family-tree-after-attacks"))
     s.summary.seconds = clock() - t0

@@ -156,6 +156,7 @@ def impersonation(story: Story) -> AttackOutcome:
         raise IntegrityError(f"the storage returned CID {cid}, expected {claimed.cid}")
     done = story.mallory_registry.register(claimed.registration())
     story.names[done.id] = "Model Beta v2 (by Mallory, claims Alice)"
+    story.impostor = done.id
     story.narrator.done(
         f"Mallory registered 'Model Beta v2' (creator: Alice) as 0x{done.id.hex()[:16]}…, a child "
         f"of Beta, from her own account {setup.mallory.address}"

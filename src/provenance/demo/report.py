@@ -172,6 +172,7 @@ class Summary:
     files: dict[str, str] = field(default_factory=dict)
     verification: list[dict[str, Any]] = field(default_factory=list)
     attacks: list[AttackOutcome] = field(default_factory=list)
+    response: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -193,6 +194,7 @@ class Summary:
             "attacks": [a.to_json() for a in self.attacks],
             "detected": self.detected,
             "total": len(self.attacks),
+            "response": self.response,
             "seconds": round(self.seconds, 1),
         }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -71,6 +72,11 @@ class Setup:
     work_dir: Path
     alice: LocalAccount
     mallory: LocalAccount
+    auditor: LocalAccount
+    """Holds the registry's admin role (on the local stack: the deployer) and grants itself
+    AUDITOR_ROLE to revoke what the attacks left on chain."""
+    bob: LocalAccount
+    """A downstream developer who builds on a model before anyone found it was an impostor."""
     seed: int | None = None
     """The training seed (recorded in the certificates); None: a fresh one per run, so that
     each run trains models of their own (a model digest registered by an earlier run on the
@@ -141,6 +147,7 @@ class Story:
     beta: Model | None = None
     served: Served | None = None
     names: dict[bytes, str] = field(default_factory=dict)
+    impostor: bytes | None = None
 
     @property
     def work(self) -> Path:
@@ -485,6 +492,80 @@ def verify_all(story: Story) -> list[dict[str, Any]]:
             brief=BETA,
         )
     return [r.to_json() for r in reports]
+
+
+def respond(story: Story) -> dict[str, Any]:
+    """After the attacks: Bob, downstream, had already quantized Mallory's impostor (believing
+    it Alice's); the auditor, given AUDITOR_ROLE by the registry's admin, revokes the impostor.
+    The chain now reports it revoked and Bob's model tainted; ``impact`` lists who is affected."""
+    from provenance.chain.index import LineageIndex
+    from provenance.chain.types import Status
+    from provenance.lineage import impact
+
+    setup = story.setup
+    impostor = story.impostor
+    if impostor is None:
+        raise ConfigError("the impersonation attack did not run: nothing to respond to")
+    _, beta = story.models()
+
+    def registry_of(account: LocalAccount) -> Registry:
+        return Registry(
+            setup.w3,
+            setup.registry_address,
+            Transactor(setup.w3, account),
+            from_block=setup.registry_from_block,
+        )
+
+    quantized = copy.deepcopy(beta.pipeline)
+    clf = quantized.named_steps["clf"]
+    clf.coef_ = clf.coef_.astype("float16").astype("float64")  # what a quantization keeps
+    folder = story.work / "runs" / "bob"
+    with track(
+        "Beta v2, quantized",
+        parents=[(impostor, "quantization", "Model Beta v2")],
+        output_dir=folder,
+        environment=False,
+        source_dir=folder,
+        storage=setup.storage,
+        registry=registry_of(setup.bob),
+        signer=setup.bob,
+    ) as run:
+        run.log_model(quantized)
+    if run.registered is None:  # pragma: no cover - track registers when given a registry
+        raise ConfigError("Bob's model was not registered")
+    downstream = run.registered.id
+    story.names[downstream] = "Beta v2, quantized (by Bob)"
+    story.narrator.done(
+        f"Bob had quantized 'Model Beta v2' and registered it as 0x{downstream.hex()[:16]}…"
+    )
+    auditor = registry_of(setup.auditor)
+    if not auditor.has_role("auditor", setup.auditor.address):
+        auditor.grant_role("auditor", setup.auditor.address)
+    # as `provenance revoke --reason TEXT` does: the reason's sha-256 goes on chain
+    reason = hashlib.sha256(
+        f"impersonation: 0x{impostor.hex()} names Alice, signed by Mallory".encode()
+    ).digest()
+    auditor.revoke(impostor, reason)
+    story.narrator.done(
+        f"the auditor {setup.auditor.address} revoked the impostor 0x{impostor.hex()[:16]}… "
+        f"(reason digest 0x{reason.hex()[:16]}…)"
+    )
+    with LineageIndex(story.work / "lineage.sqlite") as index:
+        index.sync(story.alice_registry)
+        affected = impact(index, impostor)
+        tainted = index.is_tainted(downstream)
+        status = index.get(impostor)
+    if status is None or status.status is not Status.REVOKED or not tainted:
+        raise ConfigError("the chain does not report the impostor revoked and its child tainted")
+    for a in affected:
+        story.narrator.done(
+            f"impact: 0x{a.id.hex()[:16]}… ({story.names.get(a.id, '?')}) is "
+            f"{a.status}, reached by {' -> '.join(e.relation for e in a.path)}"
+        )
+    return {
+        "revoked": "0x" + impostor.hex(),
+        "tainted": ["0x" + a.id.hex() for a in affected if a.status == "tainted"],
+    }
 
 
 def render_tree(story: Story, stem: str = "family-tree") -> dict[str, str]:
