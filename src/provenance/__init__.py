@@ -5,6 +5,7 @@ The public API is listed in ``__all__``; names load lazily, so ``import provenan
 
     from provenance import Registry, Registration, Parent, Transactor, connect, dev_account
     from provenance import track, Certificate, load_certificate, manifest_of
+    from provenance import Attestor, report_for_model, build_family_tree
 """
 
 from __future__ import annotations
@@ -59,57 +60,110 @@ _LAZY = {
     "pull_from_ipfs": "provenance.images",
     "push_to_ipfs": "provenance.images",
     "run_prediction": "provenance.images",
+    "PolicyError": "provenance.errors",
+    "StorageError": "provenance.errors",
+    "Attestor": "provenance.attest",
+    "OutputRecord": "provenance.attest",
+    "Receipt": "provenance.attest",
+    "verify_receipt_offline": "provenance.attest",
+    "AttestorContract": "provenance.chain.attestor",
+    "verify_receipt_on_chain": "provenance.chain.attestor",
+    "Check": "provenance.verify",
+    "CheckStatus": "provenance.verify",
+    "Report": "provenance.verify",
+    "report_for_model": "provenance.verify",
+    "report_for_target": "provenance.verify",
+    "verify_lineage": "provenance.verify",
+    "verify_model": "provenance.verify",
+    "verify_model_files": "provenance.verify",
+    "FamilyTree": "provenance.lineage",
+    "build_family_tree": "provenance.lineage",
+    "impact": "provenance.lineage",
+    "render_dot": "provenance.lineage",
+    "render_html": "provenance.lineage",
+    "render_mermaid": "provenance.lineage",
+    "render_svg": "provenance.lineage",
+    "Kubo": "provenance.storage",
+    "LocalStore": "provenance.storage",
+    "open_storage": "provenance.storage",
 }
 
 __all__ = [
+    "Attestor",
+    "AttestorContract",
     "CaptureError",
     "Certificate",
     "CertificateError",
     "ChainError",
+    "Check",
+    "CheckStatus",
     "Config",
     "ConfigError",
     "ContractRevertError",
     "Deployment",
     "DockerEngine",
+    "FamilyTree",
     "FileManifest",
     "ImageError",
     "ImageRecord",
     "IntegrityError",
+    "Kubo",
     "LineageIndex",
+    "LocalStore",
     "ModelRecord",
+    "OutputRecord",
     "Parent",
+    "PolicyError",
     "ProvenanceError",
+    "Receipt",
     "Registration",
     "Registry",
     "Relation",
+    "Report",
     "Run",
     "ServiceError",
     "SignatureError",
     "SignedCertificate",
     "Stack",
     "Status",
+    "StorageError",
     "TableManifest",
     "Transactor",
     "__version__",
     "attach_image",
+    "build_family_tree",
     "build_model_image",
     "connect",
     "dev_account",
     "ensure_deployed",
+    "impact",
     "load_certificate",
     "load_config",
     "load_keystore",
     "manifest_of",
+    "open_storage",
     "open_table",
     "pull_from_ipfs",
     "push_to_ipfs",
+    "render_dot",
+    "render_html",
+    "render_mermaid",
+    "render_svg",
+    "report_for_model",
+    "report_for_target",
     "run_prediction",
     "sign_certificate",
     "track",
     "verify_certificate_signature",
+    "verify_lineage",
+    "verify_model",
+    "verify_model_files",
+    "verify_receipt_offline",
+    "verify_receipt_on_chain",
 ]
 
 if TYPE_CHECKING:
+    from provenance.attest import Attestor, OutputRecord, Receipt, verify_receipt_offline
     from provenance.capture import Run, track
     from provenance.certificate import (
         Certificate,
@@ -133,6 +187,7 @@ if TYPE_CHECKING:
         ensure_deployed,
         load_keystore,
     )
+    from provenance.chain.attestor import AttestorContract, verify_receipt_on_chain
     from provenance.config import Config, load_config
     from provenance.errors import (
         CaptureError,
@@ -142,9 +197,11 @@ if TYPE_CHECKING:
         ContractRevertError,
         ImageError,
         IntegrityError,
+        PolicyError,
         ProvenanceError,
         ServiceError,
         SignatureError,
+        StorageError,
     )
     from provenance.images import (
         DockerEngine,
@@ -155,8 +212,28 @@ if TYPE_CHECKING:
         push_to_ipfs,
         run_prediction,
     )
+    from provenance.lineage import (
+        FamilyTree,
+        build_family_tree,
+        impact,
+        render_dot,
+        render_html,
+        render_mermaid,
+        render_svg,
+    )
     from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
     from provenance.stack import Stack
+    from provenance.storage import Kubo, LocalStore, open_storage
+    from provenance.verify import (
+        Check,
+        CheckStatus,
+        Report,
+        report_for_model,
+        report_for_target,
+        verify_lineage,
+        verify_model,
+        verify_model_files,
+    )
 
 
 def __getattr__(name: str) -> Any:
