@@ -19,27 +19,6 @@ from provenance.errors import ConfigError, PolicyError
 app = typer.Typer()
 
 
-def deployed_address(config: Config, chain_id: int, name: str) -> str:
-    """The address of contract ``name``: configured, else from the deployment file."""
-    from provenance.chain.deploy import Deployment
-
-    address = config.chain.contracts.get(name)
-    if address is not None:
-        return address
-    deployment = Deployment.read(config.deployment_file)
-    if deployment is None or name not in deployment.contracts:
-        raise ConfigError(
-            f"no {name} deployed or configured (deployment file {config.deployment_file}); "
-            "run `provenance up` or `provenance deploy`"
-        )
-    if deployment.chain_id != chain_id:
-        raise ConfigError(
-            f"deployment file {config.deployment_file} is for chain {deployment.chain_id}, but "
-            f"the RPC serves chain {chain_id}"
-        )
-    return deployment.contracts[name].address
-
-
 def node_account(
     config: Config, chain_id: int, model_id: bytes, keystore: Path | None, pw: Path | None
 ) -> LocalAccount:
@@ -112,7 +91,7 @@ def serve(
     from provenance.chain.attestor import AttestorContract
     from provenance.chain.tx import Transactor
     from provenance.chain.types import as_bytes32
-    from provenance.cli.registry import open_registry
+    from provenance.cli.registry import open_attestor, open_registry
     from provenance.images import DockerEngine
     from provenance.server.service import create_app, load_served_model
     from provenance.stack import Stack, free_port
@@ -130,9 +109,13 @@ def serve(
     sender = signer(
         w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "anchoring"
     )
-    contract = AttestorContract(
-        w3, deployed_address(config, chain_id, "OutputAttestor"), Transactor(w3, sender)
-    )
+    found = open_attestor(config, registry)
+    if found is None:
+        raise ConfigError(
+            f"no OutputAttestor deployed or configured (deployment file {config.deployment_file}); "
+            "run `provenance up` or `provenance deploy`"
+        )
+    contract = AttestorContract(w3, found[0].address, Transactor(w3, sender))
     node = node_account(config, chain_id, mid, node_keystore, node_password_file)
     workdir = config.state_dir / "serve" / f"0x{mid.hex()}"
     engine = None

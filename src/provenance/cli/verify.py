@@ -22,8 +22,6 @@ from provenance.errors import ConfigError, ServiceError
 from provenance.verify import CheckStatus, Report, as_id, report_for_target
 
 if TYPE_CHECKING:
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.registry import Registry
     from provenance.images import DockerEngine
 
 app = typer.Typer()
@@ -49,18 +47,6 @@ def parse_sources(specs: list[str]) -> dict[str, Path]:
             raise ConfigError(f"--data {name}: given twice")
         sources[name] = Path(path)
     return sources
-
-
-def _attestor(config: Config, registry: Registry) -> AttestorContract | None:
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.deploy import Deployment
-
-    address = config.chain.contracts.get("OutputAttestor")
-    if address is None:
-        deployment = Deployment.read(config.deployment_file)
-        if deployment is not None and "OutputAttestor" in deployment.contracts:
-            address = deployment.contracts["OutputAttestor"].address
-    return None if address is None else AttestorContract(registry.w3, address)
 
 
 def _needs_engine(target: str) -> bool:
@@ -176,7 +162,7 @@ def verify(
     registrant, training data, model files or image, and every ancestor (revoked = tainted).
 
     Exit 0 when every required check passes, else 1 (after the report)."""
-    from provenance.cli.registry import open_registry, synced_index
+    from provenance.cli.registry import open_attestor, open_registry, synced_index
     from provenance.stack import Stack
     from provenance.storage import open_storage
 
@@ -193,7 +179,7 @@ def verify(
             registry=registry,
             storage=storage,
             engine=engine,
-            attestor=_attestor(config, registry),
+            attestor=found[0] if (found := open_attestor(config, registry)) else None,
             trusted_registrants=trust,
             data_sources=sources,
             index=index,
