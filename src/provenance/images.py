@@ -65,6 +65,7 @@ import json
 import pickletools
 import posixpath
 import re
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -987,16 +988,23 @@ def run_prediction(
 
 
 class ModelServer:
-    """A container of a model image answering predictions over HTTP on a loopback port (the
-    entrypoint's ``--serve`` mode, on the host's network: the stack's engine runs without a
-    bridge). :func:`start_model_server` starts it; :meth:`stop` removes the container."""
+    """A container of a model image answering predictions over HTTP on a Unix socket in a
+    folder of the host mounted into it (the entrypoint's ``--serve unix:PATH``): the container
+    has no network at all. :func:`start_model_server` starts it; :meth:`stop` removes the
+    container and the folder."""
 
-    def __init__(self, container: Any, url: str, timeout: float) -> None:
+    def __init__(self, container: Any, folder: Path, timeout: float) -> None:
         import httpx
 
         self.container = container
-        self.url = url
-        self.client = httpx.Client(base_url=url, timeout=timeout)
+        self.folder = folder
+        self.socket = folder / SERVE_SOCKET
+        self.url = f"unix:{self.socket}"
+        self.client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://model",
+            timeout=timeout,
+        )
 
     def predict(self, rows: list[Any], method: str = "predict") -> list[Any]:
         """The predictions; ValueError for a request the model refuses (HTTP 400)."""
@@ -1018,24 +1026,38 @@ class ModelServer:
         self.client.close()
         with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
             self.container.remove(force=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_model_server(
-    engine: DockerEngine, image: str, port: int, *, timeout: float = 60.0
-) -> ModelServer:
-    """Run ``image``'s entrypoint as an HTTP server on ``127.0.0.1:port`` and wait until it
-    answers ``/health``; ImageError (with its last log line) when it does not."""
+SERVE_SOCKET = "model.sock"
+_SERVE_DIR = "/run/provenance"
+
+
+def start_model_server(engine: DockerEngine, image: str, *, timeout: float = 60.0) -> ModelServer:
+    """Run ``image``'s entrypoint as an HTTP server on a Unix socket, in a container without
+    network (the socket's folder is the only thing shared), and wait until it answers
+    ``/health``; ImageError (with its last log line) when it does not."""
     import httpx
 
-    with engine.calls(f"starting {image}"):
-        container = engine.client.containers.run(
-            image, command=["--serve", f"127.0.0.1:{port}"], network_mode="host", detach=True
-        )
-    server = ModelServer(container, f"http://127.0.0.1:{port}", timeout)
+    folder = Path(tempfile.mkdtemp(prefix="provenance-serve-"))
+    folder.chmod(0o777)  # the entrypoint runs as nobody and creates the socket here
+    try:
+        with engine.calls(f"starting {image}"):
+            container = engine.client.containers.run(
+                image,
+                command=["--serve", f"unix:{_SERVE_DIR}/{SERVE_SOCKET}"],
+                network_mode="none",
+                volumes={str(folder): {"bind": _SERVE_DIR, "mode": "rw"}},
+                detach=True,
+            )
+    except ImageError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    server = ModelServer(container, folder, timeout)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if server.client.get("/health").status_code == 200:
+            if server.socket.exists() and server.client.get("/health").status_code == 200:
                 return server
         except httpx.TransportError:
             pass
@@ -1046,7 +1068,7 @@ def start_model_server(
                 lines = container.logs().decode(errors="replace").strip().splitlines()
             server.stop()
             raise ImageError(
-                f"the model image {image} did not start serving on port {port}: "
+                f"the model image {image} did not start serving: "
                 f"{(lines or ['no output'])[-1][:300]}"
             )
         time.sleep(0.2)

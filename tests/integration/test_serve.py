@@ -391,6 +391,10 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         assert process.poll() is None, process.communicate()
         health = httpx.get(url + "/healthz").json()
         assert health["source"] == "image" and health["image_id"].startswith("sha256:")
+        # the model runs in its image with no network: it answers on a Unix socket only
+        (container,) = engine.client.containers.list(filters={"ancestor": health["image_id"]})
+        assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+        assert [m["Destination"] for m in container.attrs["Mounts"]] == ["/run/provenance"]
         (tmp_path / "x.json").write_text(json.dumps({"instances": ROWS}))
         answer = httpx.post(
             url + "/predict?wait=true",

@@ -355,6 +355,32 @@ def test_the_entrypoint_answers_over_http(model_file: Path) -> None:
             thread.join(10)
 
 
+def test_the_entrypoint_answers_over_a_unix_socket(model_file: Path, tmp_path: Path) -> None:
+    import httpx
+
+    model = image_entrypoint.load_model(model_file)
+    socket = tmp_path / "model.sock"
+    socket.write_text("stale")  # left by a crashed run: replaced
+    with image_entrypoint.server(model, f"unix:{socket}") as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            assert socket.stat().st_mode & 0o777 == 0o666
+            transport = httpx.HTTPTransport(uds=str(socket))
+            with httpx.Client(transport=transport, base_url="http://model") as client:
+                assert client.get("/health").json() == {"status": "ok"}
+                answer = client.post("/predict", json={"instances": ROWS})
+                assert answer.json() == {"predictions": model.predict(ROWS).tolist()}
+                bad = client.post("/predict", json={"rows": []})
+                assert (bad.status_code, bad.json()) == (
+                    400,
+                    {"error": 'a request object needs "instances": a list of rows'},
+                )
+        finally:
+            httpd.shutdown()
+            thread.join(10)
+
+
 # ---------------------------------------------------------------- records in certificates
 def test_an_image_record_rides_in_the_certificate(tmp_path: Path, model_file: Path) -> None:
     store = LocalStore(tmp_path / "store")

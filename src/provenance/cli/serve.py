@@ -94,7 +94,7 @@ def serve(
     from provenance.cli.registry import open_attestor, open_registry
     from provenance.images import DockerEngine
     from provenance.server.service import create_app, load_served_model
-    from provenance.stack import Stack, free_port
+    from provenance.stack import Stack
     from provenance.storage import open_storage
 
     if source not in ("auto", "image", "artifacts"):
@@ -136,7 +136,6 @@ def serve(
         workdir=workdir,
         source=chosen,
         engine=engine,
-        port=free_port() if chosen == "image" else None,
     )
     try:
         digest, _ = contract.authorization(mid, node.address)

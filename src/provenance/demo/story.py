@@ -342,7 +342,6 @@ def serve_beta(story: Story) -> Served:
                 workdir=story.work / "serve",
                 source="image" if images else "artifacts",
                 engine=engine,
-                port=free_port() if images else None,
             )
         stack.callback(model.close)
         story.attestor.authorize_node(

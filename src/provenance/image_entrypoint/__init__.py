@@ -3,7 +3,8 @@ whatever the pickled model needs) that :func:`provenance.images.build_model_imag
 every image as ``/opt/provenance/entrypoint.py``. It is not imported by provenance itself.
 
 It unpickles the model once, then answers predictions, as JSON, from stdin (or ``--input``)
-to stdout, or over HTTP with ``--serve HOST:PORT``::
+to stdout, or over HTTP with ``--serve HOST:PORT`` or ``--serve unix:PATH`` (a Unix socket,
+so a container without any network can serve through a mounted folder)::
 
     $ echo '[[5.1, 3.5, 1.4, 0.2]]' | docker run -i --rm --network none IMAGE
     {"predictions": [0]}
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
+import socketserver
 import sys
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,14 +99,36 @@ def _handler(model: Any, method: str) -> type[BaseHTTPRequestHandler]:
             except (RequestError, json.JSONDecodeError) as exc:
                 self._answer(400, {"error": str(exc)})
 
+        def address_string(self) -> str:
+            # a Unix socket's peer has no address
+            return str(self.client_address[0]) if self.client_address else "unix"
+
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     return Handler
 
 
-def server(model: Any, address: str, method: str = "predict") -> ThreadingHTTPServer:
-    """An HTTP server answering ``POST /predict`` at ``HOST:PORT`` (not yet serving)."""
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """HTTP over a Unix socket, one thread per connection."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        path = str(self.server_address)
+        if os.path.exists(path):
+            os.unlink(path)
+        super().server_bind()
+        os.chmod(path, 0o666)  # whoever may reach the folder may ask
+
+
+def server(
+    model: Any, address: str, method: str = "predict"
+) -> ThreadingHTTPServer | UnixHTTPServer:
+    """An HTTP server answering ``POST /predict`` at ``HOST:PORT`` or ``unix:PATH`` (not yet
+    serving)."""
+    if address.startswith("unix:"):
+        return UnixHTTPServer(address.removeprefix("unix:"), _handler(model, method))
     host, _, port = address.rpartition(":")
     return ThreadingHTTPServer((host or "0.0.0.0", int(port)), _handler(model, method))
 
@@ -115,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="the pickled model")
     parser.add_argument("--method", default="predict", choices=METHODS)
     parser.add_argument("--input", type=Path, help="read the request from this file, not stdin")
-    parser.add_argument("--serve", metavar="HOST:PORT", help="answer over HTTP instead")
+    parser.add_argument("--serve", metavar="HOST:PORT|unix:PATH", help="answer over HTTP instead")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     if args.serve:
         with server(model, args.serve, args.method) as httpd:
-            sys.stderr.write(f"serving predictions at http://{args.serve}/predict\n")
+            sys.stderr.write(f"serving predictions at {args.serve} (POST /predict)\n")
             httpd.serve_forever()
         return 0
     text = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()

@@ -140,16 +140,16 @@ def load_served_model(
     workdir: Path,
     source: Literal["image", "artifacts"] = "artifacts",
     engine: Any = None,
-    port: int | None = None,
 ) -> ServedModel:
     """Fetch, check and start the model (see the module docstring). ``source="image"`` needs a
-    :class:`provenance.images.DockerEngine` and a free loopback ``port`` for the container."""
+    :class:`provenance.images.DockerEngine`; the container runs without network and answers on
+    a Unix socket (:func:`provenance.images.start_model_server`)."""
     check_servable(model_id, registry)
     certificate = fetch_certificate(model_id, registry, storage)
     if source == "image":
-        if engine is None or port is None:
-            raise ConfigError("serving from the image needs a Docker engine and a port")
-        return _from_image(model_id, certificate, storage, engine, port)
+        if engine is None:
+            raise ConfigError("serving from the image needs a Docker engine")
+        return _from_image(model_id, certificate, storage, engine)
     return _from_artifacts(model_id, certificate, storage, workdir)
 
 
@@ -194,7 +194,7 @@ def _from_artifacts(
 
 
 def _from_image(
-    model_id: bytes, certificate: Certificate, storage: Any, engine: Any, port: int
+    model_id: bytes, certificate: Certificate, storage: Any, engine: Any
 ) -> ServedModel:
     from provenance.images import (
         image_record_of,
@@ -207,7 +207,7 @@ def _from_image(
     if not engine.has(record.image_id):
         pull_from_ipfs(engine, storage, record.archive, record.image_id)
     verify_model_image(engine, record.image_id, certificate.model.digest)
-    server = start_model_server(engine, record.image_id, port)
+    server = start_model_server(engine, record.image_id)
 
     def predict(rows: list[Any], method: str) -> list[Any]:
         try:
