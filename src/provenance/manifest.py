@@ -70,7 +70,7 @@ import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from provenance import hashing
-from provenance.errors import CertificateError, IntegrityError
+from provenance.errors import CertificateError, ConfigError, IntegrityError
 from provenance.hashing import (
     DEFAULT_SHARD_SIZE,
     MerkleBuilder,
@@ -909,6 +909,45 @@ def data_commitment(datasets: Sequence[DatasetRecord]) -> str:
 def verify_opening(record: DatasetRecord, opening: DatasetOpening) -> None:
     """Check that an owner's opening matches a published confidential record."""
     _compare(f"commitment of dataset {record.name!r}", record.commitment, opening.commitment)
+
+
+class NotRecomputableError(ConfigError):
+    """A table hashed from an in-memory frame: there is no file to recompute it from."""
+
+
+def source_table(source: Path, manifest: TableManifest) -> Any:
+    """The table at ``source`` read as ``manifest`` was hashed (CSV or Parquet)."""
+    if manifest.format not in ("csv", "parquet"):
+        raise NotRecomputableError(
+            f"hashed from an in-memory {manifest.format}: recompute it with provenance.manifest "
+            "from Python"
+        )
+    return open_table(source, format=manifest.format, delimiter=manifest.delimiter)
+
+
+def recompute_dataset(
+    record: DatasetRecord, source: Path, opening: DatasetOpening | None = None
+) -> str:
+    """Recompute a dataset from its source: the files, the table's rows, or the subset of a
+    source table (a confidential one through its owner's ``opening``). Raises IntegrityError on
+    a difference; returns what matched."""
+    if opening is not None:
+        verify_opening(record, opening)
+    manifest = opening.manifest if opening else record.manifest
+    subset = opening.subset if opening else record.subset
+    if isinstance(manifest, FileManifest):
+        verify_manifest(manifest, source)
+        return f"{len(manifest.files)} file(s) match {manifest.root}"
+    if manifest is None:
+        raise CertificateError(f"dataset {record.name!r} publishes no manifest")
+    if subset is not None:
+        verify_subset(manifest, subset, source_table(source, subset.source))
+        return (
+            f"{manifest.rows} of {subset.source.rows} rows selected by {subset.selection.kind}, "
+            f"subset root {manifest.root} matches"
+        )
+    verify_table(manifest, source_table(source, manifest))
+    return f"{manifest.rows} rows match {manifest.root}"
 
 
 # -- row proofs -------------------------------------------------------------------------------

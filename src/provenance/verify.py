@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from eth_utils.address import is_address, to_checksum_address
 
 from provenance.certificate import (
+    MAX_BODY_SIZE,
     Certificate,
     SignedCertificate,
     body_of,
@@ -81,12 +82,10 @@ from provenance.hashing import format_digest
 from provenance.manifest import (
     DatasetRecord,
     FileManifest,
-    TableManifest,
+    NotRecomputableError,
     manifest_of,
-    open_table,
+    recompute_dataset,
     verify_manifest,
-    verify_subset,
-    verify_table,
 )
 
 if TYPE_CHECKING:
@@ -104,7 +103,6 @@ Kind = Literal["model-id", "model-files", "image", "certificate", "receipt"]
 DEFAULT_FETCH_TIMEOUT = 10.0
 """Seconds to wait for content the IPFS node does not hold (it may be fetched from peers)."""
 
-MAX_CERTIFICATE = 256 * 1024
 CERTIFICATE_FILE = "certificate.json"
 """The signed certificate ``provenance.track`` writes beside the model (its output_dir)."""
 
@@ -429,7 +427,7 @@ def _certificate_checks(
     digest = _digest_text(anchor.certificate_digest)
     cid = raw_block_cid(anchor.certificate_digest)
     try:
-        data = fetch_bytes(ctx.storage, cid, timeout=ctx.fetch_timeout, max_size=MAX_CERTIFICATE)
+        data = fetch_bytes(ctx.storage, cid, timeout=ctx.fetch_timeout, max_size=MAX_BODY_SIZE)
     except IntegrityError as exc:
         c.fail(
             "certificate-digest",
@@ -637,39 +635,6 @@ def _model_checks(
 # -- training data ------------------------------------------------------------------------
 
 
-class _Unrecomputable(Exception):
-    """A dataset that cannot be recomputed from a file (hashed from memory)."""
-
-
-def _table(source: Path, manifest: TableManifest) -> Any:
-    if manifest.format not in ("csv", "parquet"):
-        raise _Unrecomputable(
-            f"hashed from an in-memory {manifest.format}: recompute it with provenance.manifest "
-            "from Python"
-        )
-    return open_table(source, format=manifest.format, delimiter=manifest.delimiter)
-
-
-def recompute_dataset(record: DatasetRecord, source: Path) -> str:
-    """Recompute a public dataset from its source (as ``provenance data verify`` does): the
-    files, the table's rows, or the subset of a source table. Raises IntegrityError on a
-    difference; returns what matched."""
-    manifest, subset = record.manifest, record.subset
-    if isinstance(manifest, FileManifest):
-        verify_manifest(manifest, source)
-        return f"{len(manifest.files)} file(s) match {manifest.root}"
-    if manifest is None:
-        raise CertificateError(f"dataset {record.name!r} publishes no manifest")
-    if subset is not None:
-        verify_subset(manifest, subset, _table(source, subset.source))
-        return (
-            f"{manifest.rows} of {subset.source.rows} rows selected by {subset.selection.kind}, "
-            f"subset root {manifest.root} matches"
-        )
-    verify_table(manifest, _table(source, manifest))
-    return f"{manifest.rows} rows match {manifest.root}"
-
-
 def _download_name(record: DatasetRecord) -> str:
     manifest = record.manifest
     if isinstance(manifest, FileManifest) and len(manifest.files) == 1:
@@ -732,7 +697,7 @@ def _data_checks(body: Certificate, ctx: _Context) -> list[Check]:
                 continue
             try:
                 matched = recompute_dataset(record, source)
-            except _Unrecomputable as exc:
+            except NotRecomputableError as exc:
                 c.skip("data", str(exc))
             except (IntegrityError, CertificateError) as exc:
                 c.fail("data", f"recomputed from {where}: {exc}", IntegrityError)

@@ -42,11 +42,11 @@ from provenance.manifest import (
     manifest_of_files,
     open_table,
     prove_row,
+    recompute_dataset,
+    source_table,
     verify_manifest,
     verify_opening,
     verify_row_proof,
-    verify_subset,
-    verify_table,
 )
 
 app = typer.Typer()
@@ -337,15 +337,6 @@ def _opening(path: Path | None, record: DatasetRecord) -> DatasetOpening | None:
     return opening
 
 
-def _source_table(source: Path, manifest: TableManifest) -> Any:
-    if manifest.format not in ("csv", "parquet"):
-        raise ConfigError(
-            f"the dataset was hashed from an in-memory {manifest.format}; the CLI recomputes csv "
-            "and parquet sources only (use provenance.manifest from Python)"
-        )
-    return open_table(source, format=manifest.format, delimiter=manifest.delimiter)
-
-
 @data_app.command("verify")
 def data_verify(
     source: Annotated[Path, typer.Argument(help="The source data: file, folder or table.")],
@@ -356,24 +347,8 @@ def data_verify(
     """Recompute a dataset of a certificate from its source: the files, the table's rows, or
     the subset (source root, selection, subset root)."""
     record = _dataset(body_of(load_certificate(certificate)), dataset)
-    opened = _opening(opening, record)
-    manifest = opened.manifest if opened else record.manifest
-    subset = opened.subset if opened else record.subset
-    if isinstance(manifest, FileManifest):
-        verify_manifest(manifest, source)
-        say(f"dataset {record.name}: {len(manifest.files)} files match {manifest.root}")
-        return
-    assert manifest is not None
-    if subset is not None:
-        table = _source_table(source, subset.source)
-        verify_subset(manifest, subset, table)
-        say(
-            f"dataset {record.name}: {manifest.rows} of {subset.source.rows} rows selected by "
-            f"{subset.selection.kind}, subset root {manifest.root} matches"
-        )
-        return
-    verify_table(manifest, _source_table(source, manifest))
-    say(f"dataset {record.name}: {manifest.rows} rows match {manifest.root}")
+    matched = recompute_dataset(record, source, _opening(opening, record))
+    say(f"dataset {record.name}: {matched}")
 
 
 @data_app.command("prove")
@@ -399,7 +374,7 @@ def data_prove(
     subset = opened.subset if opened else record.subset
     if not isinstance(manifest, TableManifest):
         raise ConfigError(f"dataset {record.name!r} is not a table: rows cannot be proven")
-    table = _source_table(source, subset.source if subset else manifest)
+    table = source_table(source, subset.source if subset else manifest)
     proof = prove_row(record, table, row, opening=opened, by_source_row=source_row)
     text = proof.model_dump_json(indent=2, exclude_none=True) + "\n"
     if output is None:
