@@ -92,8 +92,8 @@ def serve(
     from provenance.chain.tx import Transactor
     from provenance.chain.types import as_bytes32
     from provenance.cli.registry import open_attestor, open_registry
-    from provenance.images import DockerEngine
-    from provenance.server.service import create_app, load_served_model
+    from provenance.images import RECORD_MEDIA_TYPE, DockerEngine
+    from provenance.server.service import create_app, fetch_certificate, load_served_model
     from provenance.stack import Stack
     from provenance.storage import open_storage
 
@@ -118,17 +118,12 @@ def serve(
     contract = AttestorContract(w3, found[0].address, Transactor(w3, sender))
     node = node_account(config, chain_id, mid, node_keystore, node_password_file)
     workdir = config.state_dir / "serve" / f"0x{mid.hex()}"
-    engine = None
-    chosen: Literal["image", "artifacts"] = "artifacts"
-    if source in ("auto", "image"):
-        from provenance.images import RECORD_MEDIA_TYPE
-        from provenance.server.service import fetch_certificate
-
-        certificate = fetch_certificate(mid, registry, storage)
-        has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments)
-        if source == "image" or has_image:
-            chosen = "image"
-            engine = DockerEngine(stack.docker_host())
+    certificate = fetch_certificate(mid, registry, storage)
+    has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments)
+    chosen: Literal["image", "artifacts"] = (
+        "image" if source == "image" or (source == "auto" and has_image) else "artifacts"
+    )
+    engine = DockerEngine(stack.docker_host()) if chosen == "image" else None
     served = load_served_model(
         mid,
         registry=registry,
@@ -136,6 +131,7 @@ def serve(
         workdir=workdir,
         source=chosen,
         engine=engine,
+        certificate=certificate,
     )
     try:
         digest, _ = contract.authorization(mid, node.address)

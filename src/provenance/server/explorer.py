@@ -37,7 +37,13 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from provenance import lineage
-from provenance.certificate import Certificate, body_of, parse_certificate, raw_block_cid
+from provenance.certificate import (
+    MAX_BODY_SIZE,
+    Certificate,
+    body_of,
+    parse_certificate,
+    raw_block_cid,
+)
 from provenance.chain.index import IndexedModel, LineageIndex
 from provenance.chain.types import as_bytes32
 from provenance.errors import ConfigError, ProvenanceError
@@ -49,7 +55,6 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).with_name("explorer_static")
 MAX_RESULTS = 50
-_CERTIFICATE_MAX = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class Explorer:
                     None, cid, f"the certificate {cid} is not held by {self.storage.location}"
                 )
             document = parse_certificate(
-                self.storage.get_bytes(cid, max_size=_CERTIFICATE_MAX), f"certificate {cid}"
+                self.storage.get_bytes(cid, max_size=MAX_BODY_SIZE), f"certificate {cid}"
             )
         except ProvenanceError as exc:
             return Fetched(None, cid, str(exc))

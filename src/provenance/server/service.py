@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provenance.attest import Attestor
-from provenance.certificate import Certificate, parse_certificate, raw_block_cid
+from provenance.certificate import MAX_BODY_SIZE, Certificate, parse_certificate, raw_block_cid
 from provenance.chain.types import Status
 from provenance.errors import (
     CertificateError,
@@ -55,7 +55,6 @@ from provenance.manifest import verify_manifest
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ROWS = 10_000
-_CERTIFICATE_MAX = 256 << 10
 
 
 class ModelSource(Protocol):
@@ -105,7 +104,7 @@ def fetch_certificate(model_id: bytes, registry: ModelSource, storage: Any) -> C
         raise PolicyError(f"model 0x{model_id.hex()} is not registered")
     digest = bytes(event.args["certificateDigest"])
     cid = raw_block_cid(digest)
-    data = storage.get_bytes(cid, max_size=_CERTIFICATE_MAX)
+    data = storage.get_bytes(cid, max_size=MAX_BODY_SIZE)
     if hashlib.sha256(data).digest() != digest:  # storage checks blocks; this is belt and braces
         raise IntegrityError(f"the certificate {cid} does not hash to the digest on chain")
     parsed = parse_certificate(data, f"the certificate of model 0x{model_id.hex()} ({cid})")
@@ -140,12 +139,15 @@ def load_served_model(
     workdir: Path,
     source: Literal["image", "artifacts"] = "artifacts",
     engine: Any = None,
+    certificate: Certificate | None = None,
 ) -> ServedModel:
     """Fetch, check and start the model (see the module docstring). ``source="image"`` needs a
     :class:`provenance.images.DockerEngine`; the container runs without network and answers on
-    a Unix socket (:func:`provenance.images.start_model_server`)."""
+    a Unix socket (:func:`provenance.images.start_model_server`). ``certificate``: the one
+    :func:`fetch_certificate` already returned for ``model_id``, not fetched again."""
     check_servable(model_id, registry)
-    certificate = fetch_certificate(model_id, registry, storage)
+    if certificate is None:
+        certificate = fetch_certificate(model_id, registry, storage)
     if source == "image":
         if engine is None:
             raise ConfigError("serving from the image needs a Docker engine")
