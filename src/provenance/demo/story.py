@@ -82,6 +82,15 @@ class Setup:
     each run trains models of their own (a model digest registered by an earlier run on the
     same chain would make looking a model file or image up by digest ambiguous)."""
 
+    def registry_as(self, account: LocalAccount) -> Registry:
+        """The registry, sending as ``account``."""
+        return Registry(
+            self.w3,
+            self.registry_address,
+            Transactor(self.w3, account),
+            from_block=self.registry_from_block,
+        )
+
 
 @dataclass
 class Model:
@@ -178,22 +187,14 @@ def start(setup: Setup, narrator: Narrator) -> Story:
     setup.work_dir.mkdir(parents=True, exist_ok=True)
     if any(setup.work_dir.iterdir()):
         raise ConfigError(f"the demo's work folder {setup.work_dir} is not empty")
-    w3 = setup.w3
-    alice_tx = Transactor(w3, setup.alice)
+    alice_registry = setup.registry_as(setup.alice)
     story = Story(
         setup=setup,
         narrator=narrator,
         summary=Summary(work_dir=str(setup.work_dir), images=setup.docker_host is not None),
-        alice_registry=Registry(
-            w3, setup.registry_address, alice_tx, from_block=setup.registry_from_block
-        ),
-        mallory_registry=Registry(
-            w3,
-            setup.registry_address,
-            Transactor(w3, setup.mallory),
-            from_block=setup.registry_from_block,
-        ),
-        attestor=AttestorContract(w3, setup.attestor_address, alice_tx),
+        alice_registry=alice_registry,
+        mallory_registry=setup.registry_as(setup.mallory),
+        attestor=AttestorContract(setup.w3, setup.attestor_address, alice_registry.transactor),
         data=setup.work_dir / "data" / DATASET,
         script=code.write(setup.work_dir / "code"),
         seed=secrets.randbelow(2**31) if setup.seed is None else setup.seed,
@@ -507,14 +508,6 @@ def respond(story: Story) -> dict[str, Any]:
         raise ConfigError("the impersonation attack did not run: nothing to respond to")
     _, beta = story.models()
 
-    def registry_of(account: LocalAccount) -> Registry:
-        return Registry(
-            setup.w3,
-            setup.registry_address,
-            Transactor(setup.w3, account),
-            from_block=setup.registry_from_block,
-        )
-
     quantized = copy.deepcopy(beta.pipeline)
     clf = quantized.named_steps["clf"]
     clf.coef_ = clf.coef_.astype("float16").astype("float64")  # what a quantization keeps
@@ -526,7 +519,7 @@ def respond(story: Story) -> dict[str, Any]:
         environment=False,
         source_dir=folder,
         storage=setup.storage,
-        registry=registry_of(setup.bob),
+        registry=setup.registry_as(setup.bob),
         signer=setup.bob,
     ) as run:
         run.log_model(quantized)
@@ -537,7 +530,7 @@ def respond(story: Story) -> dict[str, Any]:
     story.narrator.done(
         f"Bob had quantized 'Model Beta v2' and registered it as 0x{downstream.hex()[:16]}…"
     )
-    auditor = registry_of(setup.auditor)
+    auditor = setup.registry_as(setup.auditor)
     if not auditor.has_role("auditor", setup.auditor.address):
         auditor.grant_role("auditor", setup.auditor.address)
     # as `provenance revoke --reason TEXT` does: the reason's sha-256 goes on chain
