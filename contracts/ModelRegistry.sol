@@ -6,6 +6,7 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
+import {ModelIds} from "./libraries/ModelIds.sol";
 
 /// @title ModelRegistry
 /// @notice Birth certificates and the family tree of ML models: one packed slot per model,
@@ -90,8 +91,8 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
     }
 
     /// @inheritdoc IModelRegistry
-    function computeId(Registration calldata registration) external pure returns (bytes32) {
-        return _computeId(registration);
+    function computeId(Registration calldata registration, address registrant) external pure returns (bytes32) {
+        return _computeId(registration, registrant);
     }
 
     /// @inheritdoc IModelRegistry
@@ -111,7 +112,7 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
 
     function _register(Registration calldata r, address registrant) private returns (bytes32 id) {
         if (r.certificateDigest == bytes32(0) || r.modelDigest == bytes32(0)) revert ZeroDigest();
-        id = _computeId(r);
+        id = _computeId(r, registrant);
         if (_records[id].status != Status.None) revert ModelAlreadyRegistered(id);
 
         Parent[] calldata parents = r.parents;
@@ -158,9 +159,9 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
         if (!_open && !hasRole(REGISTRANT_ROLE, account)) revert UnauthorizedRegistrant(account);
     }
 
-    function _computeId(Registration calldata r) private pure returns (bytes32) {
-        return keccak256(
-            abi.encode(r.certificateDigest, r.modelDigest, r.dataCommitment, keccak256(abi.encode(r.parents)))
+    function _computeId(Registration calldata r, address registrant) private pure returns (bytes32) {
+        return ModelIds.compute(
+            r.certificateDigest, r.modelDigest, r.dataCommitment, ModelIds.parentsHash(r.parents), registrant
         );
     }
 

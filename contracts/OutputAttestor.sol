@@ -6,6 +6,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {IOutputAttestor} from "./interfaces/IOutputAttestor.sol";
+import {ModelIds} from "./libraries/ModelIds.sol";
 
 /// @title OutputAttestor
 /// @notice Node authorisations per model, and signed, optionally Merkle-batched, attestations of
@@ -38,7 +39,7 @@ contract OutputAttestor is IOutputAttestor, EIP712 {
         IModelRegistry.Record memory record = _registry.recordOf(modelId);
         if (record.status != IModelRegistry.Status.Active) revert ModelNotActive(modelId);
         _onlyRegistrantOrOperator(modelId, record.registrant);
-        if (keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment, parentsHash)) != modelId) {
+        if (ModelIds.compute(certificateDigest, modelDigest, dataCommitment, parentsHash, record.registrant) != modelId) {
             revert ModelDigestMismatch(modelId, modelDigest);
         }
         _authorizations[modelId][node] = Authorization({modelDigest: modelDigest, imageId: imageId});

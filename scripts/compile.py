@@ -108,7 +108,9 @@ def compile_contracts(
             continue
         for name, data in sorted(contracts.items()):
             bytecode = data["evm"]["bytecode"]["object"]
-            if not bytecode:  # interfaces and abstract contracts
+            if (
+                not bytecode or not data["abi"]
+            ):  # interfaces, abstract contracts, internal libraries
                 continue
             artifacts[name] = {
                 "contractName": name,

@@ -3,8 +3,20 @@ pragma solidity ^0.8.24;
 
 /// @title IModelRegistry
 /// @notice Birth certificates and the family tree of machine-learning models.
-/// @dev A model is registered under an id derived from what its certificate commits to:
-///      `id = keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment, keccak256(abi.encode(parents))))`.
+/// @dev A model is registered under an id derived from what its certificate commits to and from
+///      who registered it:
+///      `id = keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment, keccak256(abi.encode(parents)), registrant))`
+///      (the formula lives in libraries/ModelIds.sol). `registrant` is `msg.sender` for `register`
+///      and `registerBatch`, and the signer for `registerFor`.
+///      Why the registrant is in the id: certificates are public (IPFS), so without it anyone who
+///      sees a creator's certificate could register it first, take the revoke and authorise-node
+///      power over the creator's model, and leave the creator with `ModelAlreadyRegistered`
+///      forever. The contract cannot refuse such a squat by itself: it never sees the
+///      certificate body, so it cannot know who the creator is, and requiring the creator's
+///      signature on every path would mean carrying the body (or a second signature scheme) on
+///      chain. Binding the registrant instead costs one more word of hashing: a squatter gets an
+///      id under its own address, the creator's id stays free, and verifiers, who read the
+///      certificate, reject any registration whose registrant is not the certificate's creator.
 ///      `certificateDigest` is the sha-256 of the certificate's canonical (RFC 8785) bytes. The
 ///      certificate is stored in IPFS as one raw block, so its CIDv1 is (raw codec, sha2-256,
 ///      certificateDigest): the digest on chain is enough to fetch and check the document.
@@ -109,13 +121,14 @@ interface IModelRegistry {
     /// @notice A batch holds no registration.
     error EmptyBatch();
 
-    /// @notice Registers a model for the caller.
+    /// @notice Registers a model for the caller; its id binds the caller as registrant.
     function register(Registration calldata registration) external returns (bytes32 id);
 
     /// @notice Registers many models for the caller in one transaction; parents may be earlier entries.
     function registerBatch(Registration[] calldata registrations) external returns (bytes32[] memory ids);
 
-    /// @notice Registers a model for `registrant`, who signed it as EIP-712 typed data; anyone may submit.
+    /// @notice Registers a model for `registrant`, who signed it as EIP-712 typed data; anyone may
+    ///         submit. The id binds `registrant`, not the submitter.
     /// @dev Signed type: `Register(bytes32 certificateDigest,bytes32 modelDigest,bytes32 dataCommitment,
     ///      Parent[] parents,bool acknowledgeRevokedParents,address registrant,uint256 nonce,uint256 deadline)`
     ///      with `Parent(bytes32 id,uint8 relation)`. ERC-1271 wallets may sign.
@@ -135,8 +148,8 @@ interface IModelRegistry {
     /// @notice The status of `id`.
     function statusOf(bytes32 id) external view returns (Status);
 
-    /// @notice The id a registration gets.
-    function computeId(Registration calldata registration) external pure returns (bytes32);
+    /// @notice The id `registration` gets when `registrant` registers it (directly or by signature).
+    function computeId(Registration calldata registration, address registrant) external pure returns (bytes32);
 
     /// @notice The EIP-712 digest `registrant` signs for a delegated registration.
     function delegatedDigest(

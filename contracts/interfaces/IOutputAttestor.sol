@@ -81,7 +81,7 @@ interface IOutputAttestor {
     /// @notice Authorise `node` for `modelId`; the caller must be the model's registrant or an
     ///         operator it approved (setOperator). The model
     ///         digest is proven by the model id's pre-image (certificate digest, data commitment,
-    ///         parents hash).
+    ///         parents hash, and the registrant taken from the registry's record; ModelIds).
     function authorizeNode(
         bytes32 modelId,
         address node,

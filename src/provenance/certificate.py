@@ -12,11 +12,13 @@ How the values relate::
     signature = EIP-712 by ``creator`` over Certificate(bytes32 certificateDigest),
                 domain {name: "provenance", version: "1"}  (chain-independent; outside the
                 digested bytes, in the SignedCertificate envelope)
-    model id  = Registration(digest, model.digest, data.commitment, parents).model_id
-              = keccak256(abi.encode(digest, modelDigest, dataCommitment, keccak(parents)))
+    model id  = Registration(digest, model.digest, data.commitment, parents).model_id_for(creator)
+              = keccak256(abi.encode(digest, modelDigest, dataCommitment, keccak(parents), creator))
 
-So equal content always gives an equal digest, and the model id is derived from the digest (a
-certificate cannot contain its own id; its parents' ids are inside it).
+So equal content always gives an equal digest, and the model id is derived from the digest and
+from who registers it (a certificate cannot contain its own id; its parents' ids are inside it).
+:attr:`Certificate.model_id` is the id under the certificate's creator, the one registration a
+verifier accepts; anyone else registering the same certificate gets a different id.
 
 The paper's listing maps onto the schema as: record type -> ``record_type``; model name ->
 ``model_name``; model id -> :attr:`Certificate.model_id`; parent name and id ->
@@ -392,8 +394,17 @@ class Certificate(Frozen):
 
     @property
     def model_id(self) -> bytes:
-        """The on-chain id, derived from the digest (the paper's model id)."""
-        return self.registration().model_id
+        """The on-chain id when the certificate's creator registers it (the paper's model id)."""
+        if self.creator is None:
+            raise CertificateError(
+                "the certificate names no creator, so it has no model id yet: a model id binds "
+                "its registrant; use model_id_for(registrant)"
+            )
+        return self.model_id_for(self.creator)
+
+    def model_id_for(self, registrant: str) -> bytes:
+        """The on-chain id this certificate gets when ``registrant`` registers it."""
+        return self.registration().model_id_for(registrant)
 
 
 def raw_block_cid(digest: bytes) -> str:

@@ -973,6 +973,8 @@ def _model_files_report(path: Path, ctx: _Context, target: str) -> Report:
             f"the files match {cert_path} ({digest}), but no registered model has that digest",
             IntegrityError,
         )
+    if body.creator is None:  # the id binds its registrant: no creator, no id to look up
+        return Report(target, "model-files", None, tuple(c.items))
     model_id = body.model_id
     checks, _, _ = _full_model_checks(model_id, ctx, envelope)
     return Report(target, "model-files", model_id, tuple([*c.items, *checks]))
@@ -984,10 +986,12 @@ def _certificate_file_report(
     body = body_of(document)
     c = _Checks(str(path))
     envelope = document if isinstance(document, SignedCertificate) else None
+    model_id = _certificate_model_id(body, ctx)
     c.ok(
         "certificate-file",
         f"schema v1 certificate {body.digest_text} of {body.model_name!r}, model id "
-        f"0x{body.model_id.hex()}" + (", signed" if envelope else ", unsigned"),
+        + ("none (no creator)" if model_id is None else f"0x{model_id.hex()}")
+        + (", signed" if envelope else ", unsigned"),
     )
     if envelope is None:
         c.skip("signature", "the certificate file is unsigned (a bare body)")
@@ -998,8 +1002,25 @@ def _certificate_file_report(
             c.fail("signature", str(exc), SignatureError)
         else:
             c.ok("signature", f"EIP-712 signature by the creator {body.creator}")
-    checks, _, _ = _full_model_checks(body.model_id, ctx, envelope, signature=False)
-    return Report(target, "certificate", body.model_id, tuple([*c.items, *checks]))
+    if model_id is None:
+        c.fail(
+            "registered",
+            f"the certificate names no creator and no registration of {body.digest_text} is in "
+            f"the registry {ctx.registry.address}",
+            IntegrityError,
+        )
+        return Report(target, "certificate", None, tuple(c.items))
+    checks, _, _ = _full_model_checks(model_id, ctx, envelope, signature=False)
+    return Report(target, "certificate", model_id, tuple([*c.items, *checks]))
+
+
+def _certificate_model_id(body: Certificate, ctx: _Context) -> bytes | None:
+    """The id under the certificate's creator; for a body naming no creator, its first
+    registration (the id binds its registrant), None when there is none."""
+    if body.creator is not None:
+        return body.model_id
+    found = find_models(ctx.registry, certificate_digest=body.digest, index=ctx.index)
+    return found[0] if found else None
 
 
 def _receipt_report(

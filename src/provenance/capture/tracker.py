@@ -14,7 +14,8 @@ model, data and certificate are stored (``storage``: anything with ``put_bytes``
 e.g. :class:`~provenance.storage.LocalStore` or :class:`~provenance.storage.Kubo`), the
 certificate is signed (``signer``: an eth-account ``LocalAccount``), written to
 ``output_dir/certificate.json`` and registered on chain (``registry``: a
-:class:`~provenance.chain.registry.Registry` that can send). If the block raises, nothing is
+:class:`~provenance.chain.registry.Registry` that can send) with the signer as registrant (when
+the registry sends as another account, it relays the signer's EIP-712 registration). If the block raises, nothing is
 built and the exception propagates.
 
 Capture must not break the job: a failure to capture something (hash an input, read git, list
@@ -97,7 +98,12 @@ class BlobStore(Protocol):
 class ModelRegistry(Protocol):
     """What capture needs of the chain (:class:`provenance.chain.registry.Registry` has it)."""
 
+    @property
+    def sender(self) -> str | None: ...
+
     def register(self, registration: Registration) -> Registered: ...
+
+    def register_signed(self, account: Signer, registration: Registration) -> Registered: ...
 
 
 ParentSpec = ParentLink | tuple[bytes | str, str] | tuple[bytes | str, str, str | None] | str
@@ -648,16 +654,27 @@ class Run:
         self.path.write_text(to_json(signed or certificate), encoding="utf-8")
         self.certificate, self.signed = certificate, signed
         if self.registry is not None:
-            done = self.registry.register(
-                certificate.registration(self.acknowledge_revoked_parents)
-            )
-            if done.id != certificate.model_id:
-                raise IntegrityError(
-                    f"the registry returned id 0x{done.id.hex()}, the certificate derives "
-                    f"0x{certificate.model_id.hex()}"
-                )
-            self.registered = done
+            self.registered = self._register(self.registry, certificate)
         return certificate
+
+    def _register(self, registry: ModelRegistry, certificate: Certificate) -> Registered:
+        """Register with the signer as registrant: the id binds the registrant, and a verifier
+        accepts only the creator's registration. When the registry sends as another account,
+        the signer signs the registration and the registry relays it (``registerFor``)."""
+        registration = certificate.registration(self.acknowledge_revoked_parents)
+        signer = self.signer
+        sender = registry.sender
+        if signer is not None and (sender or "").lower() != str(signer.address).lower():
+            done = registry.register_signed(signer, registration)
+        else:
+            done = registry.register(registration)
+        expected = registration.model_id_for(certificate.creator or done.registrant)
+        if done.id != expected:
+            raise IntegrityError(
+                f"the registry returned id 0x{done.id.hex()}, the certificate derives "
+                f"0x{expected.hex()}"
+            )
+        return done
 
 
 def track(name: str, **options: Any) -> Run:

@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
-from eth_abi.abi import encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -32,11 +30,6 @@ from provenance.errors import ChainError, IntegrityError
 CONTRACT = "OutputAttestor"
 
 
-def parents_hash(registration: Registration) -> bytes:
-    """``keccak256(abi.encode(parents))``, the last part of a model id's pre-image."""
-    return keccak(encode(["(bytes32,uint8)[]"], [[p.as_abi() for p in registration.parents]]))
-
-
 class AttestorContract(ContractClient):
     """The OutputAttestor at ``address``; writes need a :class:`Transactor`."""
 
@@ -47,14 +40,16 @@ class AttestorContract(ContractClient):
     def authorize_node(
         self, model_id: bytes, node: str, registration: Registration, image_id: bytes
     ) -> Any:
-        """Authorise ``node`` (the transactor must be the model's registrant or its operator)."""
+        """Authorise ``node`` (the transactor must be the model's registrant or its operator).
+        The contract proves the model digest against ``model_id``'s pre-image: ``registration``'s
+        fields and the registrant it reads from the registry's record."""
         fn = self.contract.functions.authorizeNode(
             model_id,
             to_checksum_address(node),
             registration.certificate_digest,
             registration.model_digest,
             registration.data_commitment,
-            parents_hash(registration),
+            registration.parents_hash,
             image_id,
         )
         return self._send(fn, "authorize node")

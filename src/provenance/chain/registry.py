@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import requests
 from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
@@ -29,7 +29,9 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.events import get_event_data
+from web3.exceptions import Web3Exception
 
+from provenance.certificate import Signer
 from provenance.chain.contract import ContractClient
 from provenance.chain.deploy import Deployment
 from provenance.chain.tx import Transactor
@@ -126,6 +128,11 @@ class Registry(ContractClient):
     def exists(self, model_id: bytes) -> bool:
         return self.status(model_id) is not Status.NONE
 
+    @property
+    def sender(self) -> str | None:
+        """The account this client sends as (its transactor's), None when it only reads."""
+        return None if self.transactor is None else to_checksum_address(self.transactor.address)
+
     def is_open(self) -> bool:
         return bool(self._call(self.contract.functions.openRegistration()))
 
@@ -137,9 +144,13 @@ class Registry(ContractClient):
             self._call(self.contract.functions.hasRole(_role(role), to_checksum_address(account)))
         )
 
-    def computed_id(self, registration: Registration) -> bytes:
-        """The id as the contract computes it (tests compare it with ``model_id``)."""
-        return bytes(self._call(self.contract.functions.computeId(registration.as_abi())))
+    def computed_id(self, registration: Registration, registrant: str) -> bytes:
+        """The id as the contract computes it for ``registrant`` (tests compare it with
+        ``Registration.model_id_for``)."""
+        fn = self.contract.functions.computeId(
+            registration.as_abi(), to_checksum_address(registrant)
+        )
+        return bytes(self._call(fn))
 
     def delegated_digest(
         self, registration: Registration, registrant: str, nonce: int, deadline: int
@@ -162,7 +173,7 @@ class Registry(ContractClient):
         except ContractRevertError as exc:
             return self._already(exc, registration, tx.address)
         return Registered(
-            id=registration.model_id,
+            id=registration.model_id_for(tx.address),
             registrant=tx.address,
             transaction=_hash(receipt),
             block=int(receipt["blockNumber"]),
@@ -176,13 +187,15 @@ class Registry(ContractClient):
             f"register a batch of {len(registrations)}",
         )
         return [
-            Registered(r.model_id, tx.address, _hash(receipt), int(receipt["blockNumber"]))
+            Registered(
+                r.model_id_for(tx.address), tx.address, _hash(receipt), int(receipt["blockNumber"])
+            )
             for r in registrations
         ]
 
     def sign_registration(
         self,
-        account: LocalAccount,
+        account: Signer,
         registration: Registration,
         *,
         deadline: int,
@@ -221,13 +234,30 @@ class Registry(ContractClient):
         fn = self.contract.functions.registerFor(
             registration.as_abi(), to_checksum_address(registrant), deadline, signature
         )
-        receipt = self._send(fn, "delegated register")
+        try:
+            receipt = self._send(fn, "delegated register")
+        except ContractRevertError as exc:
+            return self._already(exc, registration, registrant)
         return Registered(
-            registration.model_id,
+            registration.model_id_for(registrant),
             to_checksum_address(registrant),
             _hash(receipt),
             int(receipt["blockNumber"]),
         )
+
+    def register_signed(
+        self, account: Signer, registration: Registration, *, ttl: int = 3600
+    ) -> Registered:
+        """Register for ``account`` while the transactor pays: ``account`` signs the EIP-712
+        Register message (deadline ``ttl`` seconds after the latest block) and the transactor
+        relays it through ``registerFor``, so ``account`` is the registrant the id binds."""
+        try:
+            now = int(self.w3.eth.get_block("latest")["timestamp"])
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
+        deadline = now + ttl
+        signature = self.sign_registration(account, registration, deadline=deadline)
+        return self.register_for(registration, str(account.address), deadline, signature)
 
     def revoke(self, model_id: bytes, reason_digest: bytes) -> str:
         """Revoke a model (its registrant or an auditor); returns the transaction hash."""
@@ -246,10 +276,11 @@ class Registry(ContractClient):
     ) -> Registered:
         if exc.error != "ModelAlreadyRegistered":
             raise exc
-        record = self.record(registration.model_id)
+        model_id = registration.model_id_for(sender)
+        record = self.record(model_id)
         if record.registrant != to_checksum_address(sender):
-            raise exc  # same content, someone else's registration
-        return Registered(registration.model_id, record.registrant, None, None, already=True)
+            raise exc  # cannot happen while the id binds the registrant; never claim success
+        return Registered(model_id, record.registrant, None, None, already=True)
 
     # ----------------------------------------------------------- events
     def events(

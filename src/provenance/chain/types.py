@@ -1,11 +1,13 @@
 """Values the registry contract speaks in: relations, statuses, registrations, records.
 
-``Registration.model_id`` computes the id exactly as the contract does::
+``Registration.model_id_for(registrant)`` computes the id exactly as the contract does::
 
     keccak256(abi.encode(certificateDigest, modelDigest, dataCommitment,
-                         keccak256(abi.encode(parents))))
+                         keccak256(abi.encode(parents)), registrant))
 
-so a client knows a model's id before (and without) asking the chain.
+so a client knows a model's id before (and without) asking the chain. The registrant is part of
+the id (the sender of ``register``, the signer of ``registerFor``): registering someone else's
+public certificate first gives an id bound to the squatter and leaves the creator's id free.
 """
 
 from __future__ import annotations
@@ -138,12 +140,26 @@ class Registration:
         )
 
     @property
-    def model_id(self) -> bytes:
-        parents_hash = keccak(encode(["(bytes32,uint8)[]"], [[p.as_abi() for p in self.parents]]))
+    def parents_hash(self) -> bytes:
+        """``keccak256(abi.encode(parents))``, the parents' part of a model id's pre-image."""
+        return keccak(encode(["(bytes32,uint8)[]"], [[p.as_abi() for p in self.parents]]))
+
+    def model_id_for(self, registrant: str) -> bytes:
+        """The id this registration gets when ``registrant`` registers it (ModelIds.compute)."""
+        try:
+            address = to_checksum_address(registrant)
+        except ValueError:
+            raise ProvenanceError(f"registrant {registrant!r} is not an address") from None
         return keccak(
             encode(
-                ["bytes32", "bytes32", "bytes32", "bytes32"],
-                [self.certificate_digest, self.model_digest, self.data_commitment, parents_hash],
+                ["bytes32", "bytes32", "bytes32", "bytes32", "address"],
+                [
+                    self.certificate_digest,
+                    self.model_digest,
+                    self.data_commitment,
+                    self.parents_hash,
+                    address,
+                ],
             )
         )
 

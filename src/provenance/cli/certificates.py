@@ -225,7 +225,7 @@ def run(
         "certificate": str(capture.path),
         "certificate_digest": certificate.digest_text,
         "cid": capture.cid,
-        "model_id": "0x" + certificate.model_id.hex(),
+        "model_id": _model_id(certificate),
         "model_digest": certificate.model.digest,
         "data_commitment": certificate.data.commitment,
         "signed_by": certificate.creator,
@@ -241,7 +241,8 @@ def run(
         _emit(summary)
     else:
         say(f"certificate {capture.path} ({certificate.digest_text})")
-        out.print(f"  model id   0x{certificate.model_id.hex()}", highlight=False, soft_wrap=True)
+        shown = summary["model_id"] or "none (no creator: an id binds its registrant)"
+        out.print(f"  model id   {shown}", highlight=False, soft_wrap=True)
         out.print(
             f"  files      {summary['inputs']} read, {summary['outputs']} written",
             highlight=False,
@@ -409,6 +410,12 @@ def data_check_proof(
 # -- provenance certificate -----------------------------------------------------------------
 
 
+def _model_id(certificate: Certificate) -> str | None:
+    """The id under the certificate's creator; None when it names none (an id binds its
+    registrant, so an unsigned body has no id until someone registers it)."""
+    return None if certificate.creator is None else "0x" + certificate.model_id.hex()
+
+
 @certificate_app.command("show")
 def certificate_show(
     path: Annotated[Path, typer.Argument(help="Certificate file.")],
@@ -421,7 +428,7 @@ def certificate_show(
         "model_name": body.model_name,
         "certificate_digest": body.digest_text,
         "cid": body.cid,
-        "model_id": "0x" + body.model_id.hex(),
+        "model_id": _model_id(body),
         "model_digest": body.model.digest,
         "data_commitment": body.data.commitment,
         "creator": body.creator,

@@ -128,6 +128,16 @@ def certificate_registration(
     )
 
 
+def certificate_creator(document: dict[str, Any], path: Path) -> str | None:
+    """The creator a schema-v1 certificate names (None for an unsigned body without one, and
+    for the older minimal form)."""
+    from provenance.certificate import body_of, parse_certificate
+
+    if "version" in document or "certificate" in document:
+        return body_of(parse_certificate(document, f"certificate {path}")).creator
+    return None
+
+
 def _id(text: str) -> bytes:
     return as_bytes32(text, "model id")
 
@@ -146,9 +156,19 @@ def register(
     password_file: PasswordFile = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a model's birth certificate on chain (idempotent for the same registrant)."""
-    registration, _ = certificate_registration(certificate, acknowledge_revoked_parents)
+    """Register a model's birth certificate on chain (idempotent for the same registrant).
+
+    The model id binds its registrant, and verifiers accept only the creator's registration:
+    a certificate that names a creator is registered with the creator's keystore only."""
+    registration, document = certificate_registration(certificate, acknowledge_revoked_parents)
     registry = open_registry(_config(), (keystore, password_file))
+    creator = certificate_creator(document, certificate)
+    if creator is not None and creator.lower() != (registry.sender or "").lower():
+        raise ConfigError(
+            f"certificate {certificate} names creator {creator} but the sender is "
+            f"{registry.sender}: register it with the creator's keystore (--keystore or "
+            "PROVENANCE_KEYSTORE), so the model id binds the creator"
+        )
     done = registry.register(registration)
     result = {
         "id": _hex(done.id),

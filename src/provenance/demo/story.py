@@ -101,6 +101,7 @@ class Model:
     folder: Path
     pipeline: Pipeline
     image: ImageRecord | None = None
+    registered_id: bytes | None = None  # the id the registration returned
 
     @property
     def certificate(self) -> Certificate:
@@ -108,11 +109,11 @@ class Model:
 
     @property
     def id(self) -> bytes:
-        return self.certificate.model_id
+        return self.certificate.model_id if self.registered_id is None else self.registered_id
 
     @property
     def id_hex(self) -> str:
-        return "0x" + self.certificate.model_id.hex()
+        return "0x" + self.id.hex()
 
     def to_json(self) -> dict[str, Any]:
         cert = self.certificate
@@ -260,7 +261,7 @@ def train_alpha(story: Story) -> Model:
         story.test_rows = X_test[:SERVED_ROWS].tolist()
         image = _image_inside_run(story, run, ALPHA)
     assert run.signed is not None and run.registered is not None
-    model = Model(ALPHA, run.signed, folder, pipeline, image)
+    model = Model(ALPHA, run.signed, folder, pipeline, image, run.registered.id)
     cert = model.certificate
     (dataset,) = cert.data.datasets
     assert isinstance(dataset.manifest, TableManifest)
@@ -308,7 +309,7 @@ def fine_tune_beta(story: Story, alpha: Model) -> Model:
         run.log_model(pipeline)
         image = _image_inside_run(story, run, BETA)
     assert run.signed is not None and run.registered is not None
-    model = Model(BETA, run.signed, folder, pipeline, image)
+    model = Model(BETA, run.signed, folder, pipeline, image, run.registered.id)
     parents = story.alice_registry.parents(model.id)
     narrator.done(
         f"fine-tuned on {BETA_ROWS} recorded rows; registered as {model.id_hex} "

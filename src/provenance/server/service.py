@@ -110,10 +110,10 @@ def fetch_certificate(model_id: bytes, registry: ModelSource, storage: Any) -> C
     parsed = parse_certificate(data, f"the certificate of model 0x{model_id.hex()} ({cid})")
     if not isinstance(parsed, Certificate):
         raise CertificateError(f"the block {cid} holds a signed envelope, not a certificate body")
-    if parsed.model_id != model_id:
+    derived = parsed.model_id_for(str(event.args["registrant"]))  # the id binds the registrant
+    if derived != model_id:
         raise IntegrityError(
-            f"the certificate {cid} derives model id 0x{parsed.model_id.hex()}, "
-            f"not 0x{model_id.hex()}"
+            f"the certificate {cid} derives model id 0x{derived.hex()}, not 0x{model_id.hex()}"
         )
     return parsed
 
