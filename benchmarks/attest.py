@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry(w3, deployment.contracts["ModelRegistry"].address, tx)
         global MODEL_ID, MODEL_DIGEST
         reg = Registration(os.urandom(32), MODEL_DIGEST, os.urandom(32))
-        registry.register(reg)
-        MODEL_ID = reg.model_id
+        MODEL_ID = registry.register(reg).id
         attestor = AttestorContract(w3, deployment.contracts["OutputAttestor"].address, tx)
         node = dev_account(w3, 1)
         attestor.authorize_node(MODEL_ID, node.address, reg, os.urandom(32))

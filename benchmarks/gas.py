@@ -102,26 +102,27 @@ def measure_registry(w3: Web3, tx: Transactor, address: str, batch: int) -> dict
     registry = Registry(w3, address, tx)
     c = registry.contract
     out: dict[str, int] = {}
+    me = tx.address
     root = registration()
     out["register, root"] = call(tx, c.functions.register(root.as_abi()))
-    child = registration(Parent(root.model_id, "fine-tune"))
+    child = registration(Parent(root.model_id_for(me), "fine-tune"))
     out["register, 1 parent"] = call(tx, c.functions.register(child.as_abi()))
     others = [registration() for _ in range(2)]
     for o in others:
         call(tx, c.functions.register(o.as_abi()))
-    merge = registration(*(Parent(p.model_id, "merge") for p in [root, *others]))
+    merge = registration(*(Parent(p.model_id_for(me), "merge") for p in [root, *others]))
     out["register, 3 parents (merge)"] = call(tx, c.functions.register(merge.as_abi()))
-    regs = [registration(Parent(root.model_id, "transfer")) for _ in range(batch)]
+    regs = [registration(Parent(root.model_id_for(me), "transfer")) for _ in range(batch)]
     out["register, batch (per certificate)"] = (
         call(tx, c.functions.registerBatch([r.as_abi() for r in regs])) // batch
     )
     signer = dev_account(w3, 2)
-    delegated = registration(Parent(root.model_id, "distillation"))
+    delegated = registration(Parent(root.model_id_for(me), "distillation"))
     deadline = int(time.time()) + 3600
     signature = registry.sign_registration(signer, delegated, deadline=deadline)
     fn = c.functions.registerFor(delegated.as_abi(), signer.address, deadline, signature)
     out["register, delegated (EIP-712), 1 parent"] = call(tx, fn)
-    out["revoke"] = call(tx, c.functions.revoke(child.model_id, rand()))
+    out["revoke"] = call(tx, c.functions.revoke(child.model_id_for(me), rand()))
     return out
 
 
@@ -161,16 +162,16 @@ def measure_attestor(
 
     registry = Registry(w3, registry_address, tx)
     reg = registration()
-    registry.register(reg)
+    model_id = registry.register(reg).id
     attestor = AttestorContract(w3, attestor_address, tx)
-    attestor.authorize_node(reg.model_id, dev_account(w3, 3).address, reg, rand())
+    attestor.authorize_node(model_id, dev_account(w3, 3).address, reg, rand())
     node = dev_account(w3, 3)
     out: dict[str, int] = {}
     seq = 0
     ts = int(time.time())
 
     def record(i: int) -> OutputRecord:
-        return OutputRecord(reg.model_id, reg.model_digest, rand(), rand(), i, ts)
+        return OutputRecord(model_id, reg.model_digest, rand(), rand(), i, ts)
 
     first = record(seq)
     call(
@@ -190,7 +191,7 @@ def measure_attestor(
     seq += 1
     for size in (1, 100, 1_000, 10_000):
         tree = OutputTree([record(seq + i).leaf for i in range(size)])
-        batch = Batch(reg.model_id, reg.model_digest, tree.root, seq, size, ts)
+        batch = Batch(model_id, reg.model_digest, tree.root, seq, size, ts)
         gas = call(
             tx, attestor.contract.functions.attestBatch(batch.as_abi(), attestor.sign(node, batch))
         )

@@ -96,10 +96,10 @@ def chain_walk(depth: int, queries: int) -> tuple[list[float], list[float], int]
         registry = Registry(w3, record.address, Transactor(w3, account), from_block=record.block)
         regs: list[Registration] = []
         for k in range(depth + 1):
-            parents = (Parent(regs[-1].model_id, "fine-tune"),) if k else ()
+            parents = (Parent(regs[-1].model_id_for(account.address), "fine-tune"),) if k else ()
             regs.append(Registration(os.urandom(32), os.urandom(32), os.urandom(32), parents))
         registry.register_batch(regs)
-        tip = regs[-1].model_id
+        tip = regs[-1].model_id_for(account.address)
         with LineageIndex(Path(tmp) / "index.sqlite") as index:
             index.sync(registry)
             assert index.ancestors(tip) == registry.ancestors(tip)

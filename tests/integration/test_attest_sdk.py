@@ -39,12 +39,12 @@ def served_model(
     registry: Registry, attestor: AttestorContract, w3: Web3
 ) -> tuple[bytes, bytes, object]:
     reg = registration()
-    as_user(registry, ALICE).register(reg)
+    model_id = as_user(registry, ALICE).register(reg).id
     node = Account.create()
     AttestorContract(w3, attestor.address, transactor(w3, ALICE)).authorize_node(
-        reg.model_id, node.address, reg, IMAGE
+        model_id, node.address, reg, IMAGE
     )
-    return reg.model_id, reg.model_digest, node
+    return model_id, reg.model_digest, node
 
 
 def outputs(target: Attestor, n: int, offset: int = 0) -> list[tuple[bytes, bytes, int]]:
@@ -147,11 +147,11 @@ def test_anvil_dies_in_the_middle_of_a_batch(tmp_path: Path) -> None:
             w3, deployment.contracts["OutputAttestor"].address, Transactor(w3, dev_account(w3))
         )
         reg = registration()
-        registry.register(reg)
+        model_id = registry.register(reg).id
         node = Account.create()
-        attestor.authorize_node(reg.model_id, node.address, reg, IMAGE)
+        attestor.authorize_node(model_id, node.address, reg, IMAGE)
         sdk = Attestor(
-            reg.model_id,
+            model_id,
             reg.model_digest,
             node,
             attestor,

@@ -16,7 +16,7 @@ from web3 import Web3
 from provenance.attest import Batch, OutputRecord, OutputTree, verify_output_proof
 from provenance.chain.attestor import AttestorContract
 from provenance.chain.client import connect
-from provenance.chain.types import Registration
+from provenance.chain.types import Parent, Registration
 from provenance.errors import ContractRevertError, IntegrityError
 from provenance.stack import Stack
 
@@ -36,8 +36,8 @@ class Setup:
     def __init__(self, w3: Web3, folder: Path) -> None:
         self.registry, self.attestor = deploy_contracts(w3, folder)
         self.reg = registration()
-        as_user(self.registry, ALICE).register(self.reg)
-        self.model_id = self.reg.model_id
+        self.model_id = as_user(self.registry, ALICE).register(self.reg).id
+        assert self.model_id == self.reg.model_id_for(ALICE.address)
         self.node = Account.create()
         self.owner = AttestorContract(w3, self.attestor.address, transactor(w3, ALICE))
         self.owner.authorize_node(self.model_id, self.node.address, self.reg, IMAGE)
@@ -202,6 +202,54 @@ def test_only_the_registrant_authorises_and_only_for_the_registered_digest(
     with pytest.raises(ContractRevertError) as info:
         setup.owner.authorize_node(setup.model_id, "0x" + "00" * 20, setup.reg, IMAGE)
     assert err(info) == ("ZeroValue", {})
+
+
+def test_authorize_node_proves_the_digest_with_the_registrant_of_the_record(
+    setup: Setup, w3: Web3
+) -> None:
+    """The pre-image's registrant comes from the registry's record, never from the caller."""
+    bobs = as_user(setup.registry, BOB).register(setup.reg)  # the same content, Bob's own id
+    assert bobs.id == setup.reg.model_id_for(BOB.address) != setup.model_id
+    bob = AttestorContract(w3, setup.attestor.address, transactor(w3, BOB))
+    node = Account.create().address
+    bob.authorize_node(bobs.id, node, setup.reg, IMAGE)
+    assert setup.attestor.authorization(bobs.id, node) == (setup.reg.model_digest, IMAGE)
+    assert setup.attestor.authorization(setup.model_id, node) == (b"\x00" * 32, b"\x00" * 32)
+    with pytest.raises(ContractRevertError) as info:
+        setup.owner.authorize_node(bobs.id, node, setup.reg, IMAGE)
+    assert err(info) == ("NotModelRegistrant", {"modelId": h(bobs.id), "account": ALICE.address})
+    # a wrong pre-image (other parents, so another parents hash) proves nothing
+    reparented = Registration(
+        setup.reg.certificate_digest,
+        setup.reg.model_digest,
+        setup.reg.data_commitment,
+        parents=(Parent(bobs.id),),
+    )
+    with pytest.raises(ContractRevertError) as info:
+        setup.owner.authorize_node(setup.model_id, node, reparented, IMAGE)
+    assert err(info) == (
+        "ModelDigestMismatch",
+        {"modelId": h(setup.model_id), "modelDigest": h(setup.reg.model_digest)},
+    )
+    functions = setup.owner.contract.functions
+    # a wrong data commitment in the raw pre-image
+    with pytest.raises(ContractRevertError) as info:
+        setup.owner._send(
+            functions.authorizeNode(
+                setup.model_id,
+                node,
+                setup.reg.certificate_digest,
+                setup.reg.model_digest,
+                os.urandom(32),
+                setup.reg.parents_hash,
+                IMAGE,
+            ),
+            "authorize node",
+        )
+    assert err(info) == (
+        "ModelDigestMismatch",
+        {"modelId": h(setup.model_id), "modelDigest": h(setup.reg.model_digest)},
+    )
 
 
 def test_an_operator_the_registrant_approved_authorises_nodes(setup: Setup, w3: Web3) -> None:

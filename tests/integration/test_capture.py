@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from eth_account import Account
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -214,12 +215,24 @@ def test_register_accepts_a_signed_certificate_and_refuses_a_forged_one(
     ) as run:
         run.log_model(Path(__file__))
     assert run.signed is not None and run.path is not None
-    done = run_cli("register", str(run.path), "--json", env=cli_env)
+    # the id binds its registrant: the sender (ADMIN) may not register Alice's certificate
+    refused = run_cli("register", str(run.path), "--json", env=cli_env)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        f"error: certificate {run.path} names creator {ALICE.address} but the sender is "
+        f"{ADMIN.address}: register it with the creator's keystore (--keystore or "
+        "PROVENANCE_KEYSTORE), so the model id binds the creator\n"
+    )
+    keystore, password = tmp_path / "alice.json", tmp_path / "password"
+    keystore.write_text(json.dumps(Account.encrypt(ALICE.key, "pw", iterations=2)))
+    password.write_text("pw")
+    with_key = ["--keystore", str(keystore), "--password-file", str(password)]
+    done = run_cli("register", str(run.path), "--json", *with_key, env=cli_env)
     assert done.returncode == 0, done.stderr
     registered = json.loads(done.stdout)
     assert registered["id"] == "0x" + run.signed.certificate.model_id.hex()
     assert registered["certificate_digest"] == run.signed.certificate.digest_text
-    assert registered["registrant"] == ADMIN.address  # the sender; the creator signed
+    assert registered["registrant"] == ALICE.address  # the creator
 
     document = json.loads(run.path.read_text())
     document["certificate"]["model_name"] = "Forged"

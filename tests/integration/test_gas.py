@@ -34,13 +34,15 @@ def gas_of(registry, fn) -> int:  # type: ignore[no-untyped-def]
 def test_registration_budgets_in_an_open_registry(w3: Web3, tmp_path: Path) -> None:
     registry = deploy_registry(w3, tmp_path)
     functions = registry.contract.functions
+    me = registry.transactor.address
     root = registration()
     gas_of(registry, functions.register(root.as_abi()))
-    child = registration(Parent(root.model_id, "fine-tune"))
-    assert gas_of(registry, functions.register(child.as_abi())) <= 55_000
-    batch = [registration(Parent(root.model_id, "transfer")) for _ in range(50)]
+    child = registration(Parent(root.model_id_for(me), "fine-tune"))
+    # issue 13: binding the registrant into the id may cost a little; the budget is 58,000
+    assert gas_of(registry, functions.register(child.as_abi())) <= 58_000
+    batch = [registration(Parent(root.model_id_for(me), "transfer")) for _ in range(50)]
     assert gas_of(registry, functions.registerBatch([r.as_abi() for r in batch])) <= 50 * 32_000
-    assert gas_of(registry, functions.revoke(child.model_id, b"\x01" * 32)) <= 35_000
+    assert gas_of(registry, functions.revoke(child.model_id_for(me), b"\x01" * 32)) <= 35_000
 
 
 def test_attestation_budgets(w3: Web3, tmp_path: Path) -> None:
@@ -55,14 +57,14 @@ def test_attestation_budgets(w3: Web3, tmp_path: Path) -> None:
 
     registry, attestor = deploy_contracts(w3, tmp_path)
     reg = registration()
-    registry.register(reg)
+    model_id = registry.register(reg).id
     node = Account.create()
-    attestor.authorize_node(reg.model_id, node.address, reg, b"\x07" * 32)
+    attestor.authorize_node(model_id, node.address, reg, b"\x07" * 32)
     ts = int(time.time())
 
     def record(seq: int) -> OutputRecord:
         return OutputRecord(
-            reg.model_id, reg.model_digest, b"\x01" * 32, seq.to_bytes(32, "big"), seq, ts
+            model_id, reg.model_digest, b"\x01" * 32, seq.to_bytes(32, "big"), seq, ts
         )
 
     functions = attestor.contract.functions
@@ -76,7 +78,7 @@ def test_attestation_budgets(w3: Web3, tmp_path: Path) -> None:
         <= 60_000
     )
     tree = OutputTree([record(2 + i).leaf for i in range(1000)])
-    batch = Batch(reg.model_id, reg.model_digest, tree.root, 2, 1000, ts)
+    batch = Batch(model_id, reg.model_digest, tree.root, 2, 1000, ts)
     assert (
         gas_of(registry, functions.attestBatch(batch.as_abi(), attestor.sign(node, batch)))
         <= 1000 * 50

@@ -65,7 +65,18 @@ def test_model_id_parity_with_the_contract(registry: Registry) -> None:
     root = registration()
     child = registration(Parent(os.urandom(32), "merge"), Parent(os.urandom(32), "distillation"))
     for reg in (root, child):
-        assert registry.computed_id(reg) == reg.model_id
+        for who in (ALICE.address, BOB.address.lower()):
+            assert registry.computed_id(reg, who) == reg.model_id_for(who)
+        # the registrant is part of the id: the same content gets one id per registrant
+        assert reg.model_id_for(ALICE.address) != reg.model_id_for(BOB.address)
+
+
+def test_the_registered_id_is_the_one_computed_for_the_registrant(registry: Registry) -> None:
+    reg = registration()
+    done = as_user(registry, ALICE).register(reg)
+    assert done.id == registry.computed_id(reg, ALICE.address) == reg.model_id_for(ALICE.address)
+    event = registry.registration_event(done.id)
+    assert event is not None and event.args["registrant"] == ALICE.address
 
 
 def test_eip712_digest_parity_with_the_contract(registry: Registry, w3: Web3) -> None:
@@ -84,7 +95,8 @@ def test_parents_are_canonicalised_and_duplicates_refused() -> None:
     a, b = os.urandom(32), os.urandom(32)
     one = Registration(b"\x01" * 32, b"\x02" * 32, parents=(Parent(a), Parent(b)))
     two = Registration(b"\x01" * 32, b"\x02" * 32, parents=(Parent(b), Parent(a)))
-    assert one.model_id == two.model_id
+    assert one.model_id_for(ALICE.address) == two.model_id_for(ALICE.address)
+    assert one.parents_hash == two.parents_hash
     with pytest.raises(ProvenanceError, match=r"^a parent appears twice$"):
         Registration(b"\x01" * 32, b"\x02" * 32, parents=(Parent(a), Parent(a, "merge")))
 
@@ -111,15 +123,19 @@ def test_register_a_root_and_a_child(registry: Registry, w3: Web3) -> None:
 
 def test_registering_the_same_content_twice(registry: Registry) -> None:
     reg = registration()
-    first = as_user(registry, ALICE).register(reg)
-    again = as_user(registry, ALICE).register(reg)
+    alice = as_user(registry, ALICE)
+    first = alice.register(reg)
+    again = alice.register(reg)
     assert again.already is True and again.id == first.id and again.transaction is None
+    # the contract itself refuses the same content from the same registrant
     with pytest.raises(ContractRevertError) as info:
-        as_user(registry, BOB).register(reg)
-    assert revert(info) == ("ModelAlreadyRegistered", {"id": h(reg.model_id)})
-    assert (
-        str(info.value) == f"ModelRegistry reverted: ModelAlreadyRegistered(id={h(reg.model_id)})"
-    )
+        alice._send(alice.contract.functions.register(reg.as_abi()), "register")
+    assert revert(info) == ("ModelAlreadyRegistered", {"id": h(first.id)})
+    assert str(info.value) == f"ModelRegistry reverted: ModelAlreadyRegistered(id={h(first.id)})"
+    # someone else registering the same content gets an id of its own (the id binds him)
+    bobs = as_user(registry, BOB).register(reg)
+    assert bobs.id == reg.model_id_for(BOB.address) != first.id and bobs.already is False
+    assert registry.record(first.id).registrant == ALICE.address
 
 
 def test_unknown_parent(registry: Registry) -> None:
@@ -246,8 +262,8 @@ def test_delegated_registration_by_a_relayer(registry: Registry) -> None:
     signature = registry.sign_registration(ALICE, reg, deadline=deadline)
     relayer = as_user(registry, BOB)
     done = relayer.register_for(reg, ALICE.address, deadline, signature)
-    assert done.registrant == ALICE.address
-    assert registry.record(reg.model_id).registrant == ALICE.address
+    assert done.registrant == ALICE.address and done.id == reg.model_id_for(ALICE.address)
+    assert registry.record(done.id).registrant == ALICE.address
     assert registry.nonce(ALICE.address) == 1
     # the same signature again: the nonce moved on, so it no longer verifies
     other = registration()
@@ -321,14 +337,16 @@ def test_a_smart_contract_wallet_signs_through_erc1271(registry: Registry, w3: W
 
 # --------------------------------------------------------------------- batch
 def test_batch_registration_with_parents_inside_the_batch(registry: Registry) -> None:
+    me = ADMIN.address
     root = registration()
-    child = registration(Parent(root.model_id, "transfer"))
-    grandchild = registration(Parent(child.model_id, "quantization"))
+    child = registration(Parent(root.model_id_for(me), "transfer"))
+    grandchild = registration(Parent(child.model_id_for(me), "quantization"))
     done = registry.register_batch([root, child, grandchild])
-    assert [d.id for d in done] == [root.model_id, child.model_id, grandchild.model_id]
+    ids = [r.model_id_for(me) for r in (root, child, grandchild)]
+    assert [d.id for d in done] == ids
     assert len({d.transaction for d in done}) == 1
-    assert registry.ancestors(grandchild.model_id) == [child.model_id, root.model_id]
-    assert registry.descendants(root.model_id) == [child.model_id, grandchild.model_id]
+    assert registry.ancestors(ids[2]) == [ids[1], ids[0]]
+    assert registry.descendants(ids[0]) == [ids[1], ids[2]]
     with pytest.raises(ContractRevertError) as info:
         registry.register_batch([])
     assert revert(info) == ("EmptyBatch", {})
@@ -340,7 +358,7 @@ def test_a_failing_entry_reverts_the_whole_batch(registry: Registry) -> None:
     with pytest.raises(ContractRevertError) as info:
         registry.register_batch([good, registration(Parent(ghost))])
     assert revert(info) == ("ParentNotFound", {"parentId": h(ghost)})
-    assert registry.status(good.model_id) is Status.NONE
+    assert registry.status(good.model_id_for(ADMIN.address)) is Status.NONE
 
 
 # ------------------------------------------------------------- concurrency
@@ -365,7 +383,8 @@ def test_threads_sharing_one_account_lose_nothing(registry: Registry, w3: Web3) 
     for t in threads:
         t.join()
     assert errors == []
-    assert all(registry.status(r.model_id) is Status.ACTIVE for r in regs)
+    sender = shared.transactor.address  # type: ignore[union-attr]
+    assert all(registry.status(r.model_id_for(sender)) is Status.ACTIVE for r in regs)
     assert w3.eth.get_transaction_count(shared.transactor.address) == 40  # type: ignore[union-attr]
 
 

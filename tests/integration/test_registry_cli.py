@@ -17,6 +17,7 @@ from provenance.certificate import (
     ModelArtifact,
     ParentLink,
     TrainingData,
+    load_certificate,
     timestamp,
     to_json,
 )
@@ -60,6 +61,10 @@ def test_parent_and_child_from_the_cli(
     expected_digest = hashlib.sha256(rfc8785.dumps(json.loads(alpha_path.read_text()))).hexdigest()
     assert alpha["certificate_digest"] == "sha256:" + expected_digest
     assert alpha["already_registered"] is False
+    # a certificate naming no creator is registered by the sender, under the sender's id
+    body = load_certificate(alpha_path)
+    assert isinstance(body, Certificate) and body.creator is None
+    assert alpha["id"] == "0x" + body.model_id_for(str(alpha["registrant"])).hex()
 
     beta_path = certificate(
         tmp_path, "Model Beta", [{"id": str(alpha["id"]), "relation": "transfer"}]

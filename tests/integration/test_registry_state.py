@@ -78,8 +78,9 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
         ) -> tuple[str, dict[str, object]] | None:
             if not self._allowed(registrant):
                 return ("UnauthorizedRegistrant", {"account": registrant.address})
-            if reg.model_id in self.expected.models:
-                return ("ModelAlreadyRegistered", {"id": "0x" + reg.model_id.hex()})
+            model_id = reg.model_id_for(registrant.address)
+            if model_id in self.expected.models:
+                return ("ModelAlreadyRegistered", {"id": "0x" + model_id.hex()})
             for p in reg.parents:
                 if p.id not in self.expected.models:
                     return ("ParentNotFound", {"parentId": "0x" + p.id.hex()})
@@ -92,9 +93,10 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
 
         def _record(self, reg: Registration, registrant: LocalAccount) -> None:
             STATS["registered"] += 1
-            at = self.registry.record(reg.model_id).registered_at
+            model_id = reg.model_id_for(registrant.address)
+            at = self.registry.record(model_id).registered_at
             self.counter += 1
-            self.expected.models[reg.model_id] = Model(
+            self.expected.models[model_id] = Model(
                 registrant.address, Status.ACTIVE, reg.parents, at, self.counter
             )
 
@@ -126,7 +128,7 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
                 with pytest.raises(ContractRevertError) as info:
                     client.register(reg)
                 assert (info.value.error, info.value.arguments) == error
-            return reg.model_id
+            return reg.model_id_for(account.address)
 
         @rule(who=WHO)
         def register_under_an_unknown_parent(self, who: str) -> None:
@@ -140,8 +142,8 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
 
         @rule(model=models, who=WHO)
         def register_existing_content_again(self, model: bytes, who: str) -> None:
-            """Nothing is overwritten: only the content's id can be targeted again, and the
-            record stays as it was."""
+            """Nothing is overwritten: the same content again is an idempotent success for its
+            registrant and another model (another id) for anyone else; the record stays."""
             if model not in self.expected.models:
                 return
             before = self.registry.record(model)
@@ -155,14 +157,18 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
                 self.expected.models[model].parents,
                 True,
             )
-            assert reg.model_id == model
+            assert reg.model_id_for(before.registrant) == model
             account = ACCOUNTS[who]
             client = as_user(self.registry, account)
-            if self._allowed(account) and account.address == before.registrant:
-                assert client.register(reg).already is True
-            else:
+            mine = reg.model_id_for(account.address)
+            if not self._allowed(account):
                 with pytest.raises(ContractRevertError):
                     client.register(reg)
+            elif mine in self.expected.models:
+                assert client.register(reg).already is True
+            else:  # the id binds the registrant: someone else's copy is a model of its own
+                assert client.register(reg).id == mine != model
+                self._record(reg, account)
             assert self.registry.record(model) == before
 
         @rule(
@@ -202,7 +208,7 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
                 with pytest.raises(ContractRevertError) as info:
                     client.register_for(reg, account.address, deadline, signature)
                 assert (info.value.error, info.value.arguments) == error
-            return reg.model_id
+            return reg.model_id_for(account.address)
 
         @rule(
             who=WHO,
@@ -214,7 +220,7 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
             regs: list[Registration] = []
             for i in range(size):
                 link = (
-                    (Parent(regs[-1].model_id, "checkpoint"),)
+                    (Parent(regs[-1].model_id_for(account.address), "checkpoint"),)
                     if i
                     else (Parent(parent, "fine-tune"),)
                 )
@@ -232,7 +238,7 @@ def make_machine(w3: Web3, folder: Path) -> type[RuleBasedStateMachine]:
                     client.register_batch(regs)
                 assert (info.value.error, info.value.arguments) == error
                 for reg in regs:
-                    assert self.registry.status(reg.model_id) is Status.NONE
+                    assert self.registry.status(reg.model_id_for(account.address)) is Status.NONE
 
         @rule(model=models, who=WHO)
         def revoke(self, model: bytes, who: str) -> None:

@@ -115,7 +115,7 @@ def test_down_then_up_keeps_contracts_and_chain_state(tmp_path: Path) -> None:
         address = deployment.contracts["ModelRegistry"].address
         registry = w3.eth.contract(address=address, abi=load_artifact("ModelRegistry").abi)
         registration = (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, [], False)
-        model_id = registry.functions.computeId(registration).call()
+        model_id = registry.functions.computeId(registration, dev_account(w3).address).call()
         tx = registry.functions.register(registration).build_transaction(
             {"from": dev_account(w3).address}
         )

@@ -179,9 +179,9 @@ def test_a_borrowed_certificate_and_an_altered_envelope(
     genuine = alpha.certificate.registration()
     theirs = keccak(text="mallory's model")
     borrowed = Registration(genuine.certificate_digest, theirs, genuine.data_commitment)
-    registry_of(stack, w3, MALLORY).register(borrowed)
+    mallorys = registry_of(stack, w3, MALLORY).register(borrowed).id
 
-    code, report = verify_cli(cli_env, "0x" + borrowed.model_id.hex())
+    code, report = verify_cli(cli_env, "0x" + mallorys.hex())
     assert code == 1
     assert failing(report) == (
         "model-digest",
@@ -220,7 +220,8 @@ def test_a_forged_signature(
     signature = MALLORY.sign_message(typed_data(claim.digest)).signature
     envelope = SignedCertificate(certificate=claim, signature="0x" + bytes(signature).hex())
     assert kubo.put_bytes(claim.canonical_bytes()) == claim.cid
-    registry_of(stack, w3, MALLORY).register(claim.registration())
+    mallorys = registry_of(stack, w3, MALLORY).register(claim.registration()).id
+    assert mallorys == claim.model_id_for(MALLORY.address) != claim.model_id
     path = tmp_path / "forged.json"
     path.write_text(to_json(envelope))
 
@@ -232,7 +233,7 @@ def test_a_forged_signature(
         f"{ALICE.address}",
     )
     # by id alone (no envelope) the registrant check catches the impersonation
-    code, report = verify_cli(cli_env, "0x" + claim.model_id.hex())
+    code, report = verify_cli(cli_env, "0x" + mallorys.hex())
     assert code == 1
     assert failing(report) == (
         "registrant",
@@ -371,10 +372,10 @@ def test_a_receipt_target(
     registration = served.certificate.registration()
     node = Account.create()
     AttestorContract(w3, address, transactor(w3, ALICE)).authorize_node(
-        registration.model_id, node.address, registration, keccak(text="image")
+        served.certificate.model_id, node.address, registration, keccak(text="image")
     )
     sdk = Attestor(
-        registration.model_id,
+        served.certificate.model_id,
         registration.model_digest,
         node,
         AttestorContract(w3, address, transactor(w3, BOB)),

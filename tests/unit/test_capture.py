@@ -30,6 +30,7 @@ from provenance.capture.tracker import as_selection
 from provenance.certificate import (
     Certificate,
     SignedCertificate,
+    Signer,
     load_certificate,
     verify_certificate_signature,
 )
@@ -50,6 +51,7 @@ from provenance.storage.cid import cid_for_digest
 
 NOON = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
 DEV = Account.from_key(anvil_dev_key(0))
+OTHER = Account.from_key(anvil_dev_key(1))
 
 STEP_SOURCE = """
 import pandas as pd
@@ -283,14 +285,25 @@ class FakeStore:
 
 
 class FakeRegistry:
-    def __init__(self, wrong_id: bool = False) -> None:
+    """Registers as ``sender``; the id binds the registrant, as on chain."""
+
+    def __init__(self, wrong_id: bool = False, sender: str = DEV.address) -> None:
         self.registrations: list[Registration] = []
+        self.relayed: list[tuple[str, Registration]] = []
         self.wrong_id = wrong_id
+        self.sender = sender
 
     def register(self, registration: Registration) -> Registered:
         self.registrations.append(registration)
-        mid = b"\x00" * 32 if self.wrong_id else registration.model_id
-        return Registered(mid, DEV.address, "0x" + "11" * 32, 7)
+        return self._done(registration, self.sender)
+
+    def register_signed(self, account: Signer, registration: Registration) -> Registered:
+        self.relayed.append((str(account.address), registration))
+        return self._done(registration, str(account.address))
+
+    def _done(self, registration: Registration, registrant: str) -> Registered:
+        mid = b"\x00" * 32 if self.wrong_id else registration.model_id_for(registrant)
+        return Registered(mid, registrant, "0x" + "11" * 32, 7)
 
 
 def test_on_exit_the_certificate_is_stored_signed_written_and_registered(tmp_path: Path) -> None:
@@ -317,6 +330,27 @@ def test_on_exit_the_certificate_is_stored_signed_written_and_registered(tmp_pat
     assert run.registered is not None and run.registered.id == cert.model_id
     on_disk = load_certificate(run.path)
     assert isinstance(on_disk, SignedCertificate) and on_disk == run.signed
+
+
+def test_a_registry_sending_as_someone_else_relays_the_signers_registration(
+    tmp_path: Path,
+) -> None:
+    """The id binds the registrant, so the signer (the creator) must be it: when the registry
+    sends as another account, the signer's EIP-712 registration is relayed (registerFor)."""
+    relayer = FakeRegistry(sender=OTHER.address)
+    with fixed_run(tmp_path, signer=DEV, registry=relayer) as run:
+        run.log_model(Path(__file__))
+    cert = run.certificate
+    assert cert is not None and run.registered is not None
+    assert relayer.registrations == [] and relayer.relayed == [(DEV.address, cert.registration())]
+    assert run.registered.registrant == DEV.address and run.registered.id == cert.model_id
+    # an unsigned certificate (no creator) is registered by the sender, under the sender's id
+    plain = FakeRegistry(sender=OTHER.address)
+    with fixed_run(tmp_path / "plain", registry=plain) as run:
+        run.log_model(Path(__file__))
+    cert = run.certificate
+    assert cert is not None and cert.creator is None and run.registered is not None
+    assert plain.relayed == [] and run.registered.id == cert.model_id_for(OTHER.address)
 
 
 def test_storage_or_registry_disagreeing_with_the_certificate_is_an_error(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from provenance.certificate import (
 from provenance.certificate import Cpu as CpuInfo
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.types import Parent, Registration, Relation
-from provenance.errors import CertificateError, SignatureError
+from provenance.errors import CertificateError, ProvenanceError, SignatureError
 from provenance.hashing import format_digest, merkle_root
 from provenance.manifest import (
     FileEntry,
@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "digests.json"
 SCHEMA = ROOT / "src" / "provenance" / "schemas" / "certificate-v1.schema.json"
 DEV = Account.from_key(anvil_dev_key(0))
+OTHER = Account.from_key(anvil_dev_key(1))
 ALPHA = "0x" + "ab" * 32
 
 CSV = "x,label\n1.5,a\n2.5,b\n3.5,a\n4.5,b\n"
@@ -160,8 +161,32 @@ def test_the_model_id_is_the_registrations(tmp_path: Path) -> None:
         data_commitment=bytes.fromhex(body.data.commitment[7:]),
         parents=(Parent(bytes.fromhex(ALPHA[2:]), Relation.FINE_TUNE),),
     )
-    assert body.model_id == registration.model_id
     assert body.registration(acknowledge_revoked_parents=True).acknowledge_revoked_parents
+    # the id binds its registrant; Certificate.model_id is the id under the creator
+    assert body.model_id_for(DEV.address) == registration.model_id_for(DEV.address.lower())
+    # abi.encode((bytes32,uint8)[]) of one fine-tune parent: offset, length, id, relation
+    one_parent = (32).to_bytes(32, "big") + (1).to_bytes(32, "big") + bytes.fromhex(ALPHA[2:])
+    assert registration.parents_hash == keccak(one_parent + bytes(32))
+    expected = keccak(
+        registration.certificate_digest
+        + registration.model_digest
+        + registration.data_commitment
+        + registration.parents_hash
+        + bytes(12)
+        + bytes.fromhex(DEV.address[2:])
+    )
+    assert body.model_id_for(DEV.address) == expected  # abi.encode of five static words
+    signed = sign_certificate(body, DEV).certificate
+    assert signed.model_id == signed.registration().model_id_for(DEV.address)
+    assert signed.model_id != signed.model_id_for(OTHER.address)
+    with pytest.raises(CertificateError) as info:
+        body.model_id  # noqa: B018
+    assert str(info.value) == (
+        "the certificate names no creator, so it has no model id yet: a model id binds its "
+        "registrant; use model_id_for(registrant)"
+    )
+    with pytest.raises(ProvenanceError, match=r"^registrant 'nobody' is not an address$"):
+        registration.model_id_for("nobody")
 
 
 def test_relations_are_the_contracts() -> None:
@@ -360,7 +385,7 @@ def golden_values(tmp: Path) -> dict[str, str]:
         "sample_positions": json.dumps(SampleSelection(seed=42, fraction=0.3).positions(20)),
         "certificate_digest": body.digest_text,
         "certificate_cid": body.cid,
-        "model_id": "0x" + body.model_id.hex(),
+        "model_id": "0x" + signed.certificate.model_id.hex(),
         "signed_certificate_digest": signed.certificate.digest_text,
         "signature": signed.signature,
     }

@@ -57,7 +57,7 @@ class FakeRegistry:
         return event
 
     def register(self, registration: Registration, registrant: str) -> bytes:
-        model_id = registration.model_id
+        model_id = registration.model_id_for(registrant)
         first = registration.parents[0] if registration.parents else None
         self._event(
             "ModelRegistered",
