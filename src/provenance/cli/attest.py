@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from provenance.cli._common import config as _config
 from provenance.cli._common import err
@@ -98,6 +99,8 @@ def verify_output(
     failure = report.first_failure()
     if failure is not None:
         err.print(
-            f"[red]error:[/] {failure.name}: {failure.detail}", soft_wrap=True, highlight=False
+            f"[red]error:[/] {escape(f'{failure.name}: {failure.detail}')}",
+            soft_wrap=True,
+            highlight=False,
         )
         raise typer.Exit(1)

@@ -162,7 +162,8 @@ def check_trusted_registrant(
         return registrant
     raise PolicyError(
         f"model 0x{model_id.hex()} is registered by {registrant}, who is not trusted; refusing "
-        f"to load it (trust it with --trust {registrant} or [trust] registrants in the config)"
+        f"to load it (trust it with --trust {registrant}, or list it in registrants of the "
+        "config's trust section)"
     )
 
 

@@ -121,6 +121,12 @@ class Verifier:
         self.index = index
         w3 = getattr(registry, "w3", None)
         if registry is not None:
+            if w3 is not None and policy.chain_id is not None:
+                served = int(w3.eth.chain_id)
+                if served != policy.chain_id:
+                    raise ConfigError(
+                        f"the RPC serves chain {served}, the trusted chain is {policy.chain_id}"
+                    )
             if policy.registry is None:
                 raise ConfigError("no trusted ModelRegistry: the policy names none")
             if to_checksum_address(registry.address) != policy.registry:
@@ -128,12 +134,6 @@ class Verifier:
                     f"the registry client reads {registry.address}, the trusted ModelRegistry "
                     f"is {policy.registry}"
                 )
-            if w3 is not None and policy.chain_id is not None:
-                served = int(w3.eth.chain_id)
-                if served != policy.chain_id:
-                    raise ConfigError(
-                        f"the RPC serves chain {served}, the trusted chain is {policy.chain_id}"
-                    )
         if attestor is not None and to_checksum_address(attestor.address) != policy.attestor:
             raise ConfigError(
                 f"the OutputAttestor client reads {attestor.address}, the trusted one is "
