@@ -26,6 +26,11 @@ kubo when ``[ipfs] api`` is set explicitly, in the file or by ``PROVENANCE_IPFS_
 the local stack (``provenance up``) runs kubo, and the local store otherwise: a machine with no
 IPFS node stores locally, and CIDs are the same either way. ``kubo`` or ``local`` forces one.
 
+``[trust]`` holds the verifier's trust roots besides the chain id and contract addresses:
+``registrants = ["0x..."]`` (whose models ``provenance verify`` vouches for and ``provenance
+serve`` loads) and ``creators``; addresses are validated and checksummed
+(:func:`provenance.verify.policy.policy_from_config` turns the config into a Policy).
+
 Keys never live here: a keystore *path* may, the key itself comes from an encrypted keystore
 (or, on the local dev chain only, anvil's dev accounts).
 
