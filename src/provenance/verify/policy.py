@@ -86,9 +86,6 @@ class Policy:
     def data_sources(self) -> dict[str, Path]:
         return dict(self.sources)
 
-    def trusts_registrant(self, registrant: str) -> bool:
-        return self.registrants is not None and to_checksum_address(registrant) in self.registrants
-
 
 def policy_from_config(
     config: Config,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from eth_utils.address import to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 from provenance.attest import Receipt, verify_receipt_offline
 from provenance.errors import ConfigError, IntegrityError, PolicyError, ProvenanceError
@@ -90,7 +90,7 @@ def trust_checks(
             PolicyError,
         )
         return False
-    named = to_checksum_address(receipt.contract) if _is_address(receipt.contract) else None
+    named = to_checksum_address(receipt.contract) if is_address(receipt.contract) else None
     if named != policy.attestor:
         c.fail(
             CheckName.RECEIPT_CONTRACT,
@@ -101,12 +101,6 @@ def trust_checks(
         return False
     c.ok(CheckName.RECEIPT_CONTRACT, f"anchored on the trusted OutputAttestor {policy.attestor}")
     return ok
-
-
-def _is_address(text: str) -> bool:
-    from eth_utils.address import is_address
-
-    return is_address(text)
 
 
 def chain_checks(
