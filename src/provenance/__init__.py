@@ -68,14 +68,19 @@ _LAZY = {
     "verify_receipt_offline": "provenance.attest",
     "AttestorContract": "provenance.chain.attestor",
     "verify_receipt_on_chain": "provenance.chain.attestor",
-    "Check": "provenance.verify",
-    "CheckStatus": "provenance.verify",
-    "Report": "provenance.verify",
-    "report_for_model": "provenance.verify",
-    "report_for_target": "provenance.verify",
-    "verify_lineage": "provenance.verify",
-    "verify_model": "provenance.verify",
-    "verify_model_files": "provenance.verify",
+    "Check": "provenance.verify.report",
+    "CheckName": "provenance.verify.report",
+    "CheckStatus": "provenance.verify.report",
+    "Report": "provenance.verify.report",
+    "Policy": "provenance.verify.policy",
+    "policy_from_config": "provenance.verify.policy",
+    "Verifier": "provenance.verify.verifier",
+    "report_for_model": "provenance.verify.verifier",
+    "report_for_target": "provenance.verify.verifier",
+    "verify_lineage": "provenance.verify.verifier",
+    "verify_model": "provenance.verify.verifier",
+    "verify_model_files": "provenance.verify.verifier",
+    "verify_receipt": "provenance.verify.verifier",
     "FamilyTree": "provenance.lineage",
     "build_family_tree": "provenance.lineage",
     "impact": "provenance.lineage",
@@ -96,6 +101,7 @@ __all__ = [
     "CertificateError",
     "ChainError",
     "Check",
+    "CheckName",
     "CheckStatus",
     "Config",
     "ConfigError",
@@ -113,6 +119,7 @@ __all__ = [
     "ModelRecord",
     "OutputRecord",
     "Parent",
+    "Policy",
     "PolicyError",
     "ProvenanceError",
     "Receipt",
@@ -129,6 +136,7 @@ __all__ = [
     "StorageError",
     "TableManifest",
     "Transactor",
+    "Verifier",
     "__version__",
     "attach_image",
     "build_family_tree",
@@ -143,6 +151,7 @@ __all__ = [
     "manifest_of",
     "open_storage",
     "open_table",
+    "policy_from_config",
     "pull_from_ipfs",
     "push_to_ipfs",
     "render_dot",
@@ -158,6 +167,7 @@ __all__ = [
     "verify_lineage",
     "verify_model",
     "verify_model_files",
+    "verify_receipt",
     "verify_receipt_offline",
     "verify_receipt_on_chain",
 ]
@@ -224,15 +234,16 @@ if TYPE_CHECKING:
     from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
     from provenance.stack import Stack
     from provenance.storage import Kubo, LocalStore, open_storage
-    from provenance.verify import (
-        Check,
-        CheckStatus,
-        Report,
+    from provenance.verify.policy import Policy, policy_from_config
+    from provenance.verify.report import Check, CheckName, CheckStatus, Report
+    from provenance.verify.verifier import (
+        Verifier,
         report_for_model,
         report_for_target,
         verify_lineage,
         verify_model,
         verify_model_files,
+        verify_receipt,
     )
 
 

@@ -26,6 +26,11 @@ kubo when ``[ipfs] api`` is set explicitly, in the file or by ``PROVENANCE_IPFS_
 the local stack (``provenance up``) runs kubo, and the local store otherwise: a machine with no
 IPFS node stores locally, and CIDs are the same either way. ``kubo`` or ``local`` forces one.
 
+``[trust]`` holds the verifier's trust roots besides the chain id and contract addresses:
+``registrants = ["0x..."]`` (whose models ``provenance verify`` vouches for and ``provenance
+serve`` loads) and ``creators``; addresses are validated and checksummed
+(:func:`provenance.verify.policy.policy_from_config` turns the config into a Policy).
+
 Keys never live here: a keystore *path* may, the key itself comes from an encrypted keystore
 (or, on the local dev chain only, anvil's dev accounts).
 
@@ -41,6 +46,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from provenance.errors import ConfigError
@@ -93,6 +99,24 @@ class IpfsSettings(_Section):
     _url = field_validator("api", "gateway")(_check_http_url)
 
 
+def _check_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    for address in values:
+        if not is_address(address):
+            raise ValueError(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
+    return tuple(to_checksum_address(a) for a in values)
+
+
+class TrustSettings(_Section):
+    """The trust roots a verifier (and ``provenance serve``) starts from, besides the chain id
+    and contract addresses of ``[chain]``: the registrants whose models are vouched for, and
+    the creators whose certificates are (empty: any creator the registrant stands for)."""
+
+    registrants: tuple[str, ...] = ()
+    creators: tuple[str, ...] = ()
+
+    _addresses = field_validator("registrants", "creators")(_check_addresses)
+
+
 class DockerSettings(_Section):
     # None: use the system engine when it answers, else start a dockerd of our own.
     host: str | None = None
@@ -106,6 +130,7 @@ class Config(_Section):
     chain: ChainSettings = Field(default_factory=ChainSettings)
     ipfs: IpfsSettings = Field(default_factory=IpfsSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     @property
     def deployment_file(self) -> Path:

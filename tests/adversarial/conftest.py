@@ -1,8 +1,8 @@
-"""Attacks beyond the demo run on the same real stack as the integration tests: the stack
-fixtures (anvil, kubo, dockerd on loopback ports) are the integration suite's."""
+"""The adversarial suite runs on the real stack of the integration tests: the stack fixtures
+(anvil, kubo, dockerd on loopback ports, the base image) are the integration suite's."""
 
 from __future__ import annotations
 
-from tests.integration.conftest import cli_env, stack, stack_config_path
+from tests.integration.conftest import base_image, cli_env, stack, stack_config_path
 
-__all__ = ["cli_env", "stack", "stack_config_path"]
+__all__ = ["base_image", "cli_env", "stack", "stack_config_path"]

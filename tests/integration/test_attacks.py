@@ -240,7 +240,8 @@ def test_attack_5_output_manipulation(story: Story) -> None:
     forged = only(outcome, "receipt anchored on chain by an authorised node")
     assert forged.error == "IntegrityError"
     assert re.fullmatch(
-        rf"batch root 0x[0-9a-f]{{64}} by {mallory} is not anchored on {receipt.contract}",
+        rf"batch root 0x[0-9a-f]{{64}} of model 0x{receipt.record.model_id.hex()} by {mallory} "
+        rf"is not anchored on {receipt.contract}",
         forged.message or "",
     )
     refused = only(outcome, "OutputAttestor refuses an unauthorised node")

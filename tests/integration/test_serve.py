@@ -123,7 +123,11 @@ def served_files(
     folder = tmp_path_factory.mktemp("serve-files")
     model, certificate = train(folder / "run", kubo, chain.registry)
     served = load_served_model(
-        certificate.model_id, registry=chain.registry, storage=kubo, workdir=folder / "work"
+        certificate.model_id,
+        registry=chain.registry,
+        storage=kubo,
+        workdir=folder / "work",
+        registrants=[ALICE.address],
     )
     node = Account.create()
     chain.attestor.authorize_node(
@@ -166,7 +170,9 @@ def test_a_prediction_comes_with_a_receipt_anchored_on_chain(
     verify_receipt_offline(
         receipt, input_data=body, output_data=rfc8785.dumps({"predictions": got["predictions"]})
     )
-    facts = verify_receipt_on_chain(chain.w3, receipt)
+    facts = verify_receipt_on_chain(
+        chain.w3, receipt, chain.registry.address, attestor=chain.attestor.address
+    )
     assert facts["model_status"] == "active" and facts["node_still_authorised"] is True
     # the same receipt later, by sequence
     again = httpx.get(service.url + got["receipt_url"])
@@ -268,7 +274,11 @@ def test_a_model_revoked_while_served_stops_answering(
 ) -> None:
     _, certificate = train(tmp_path / "run", kubo, chain.registry, name="Revoked while served")
     served = load_served_model(
-        certificate.model_id, registry=chain.registry, storage=kubo, workdir=tmp_path / "work"
+        certificate.model_id,
+        registry=chain.registry,
+        storage=kubo,
+        workdir=tmp_path / "work",
+        registrants=[ALICE.address],
     )
     node = Account.create()
     attestor = Attestor(
@@ -307,7 +317,11 @@ def test_it_refuses_to_start_a_revoked_a_tainted_or_a_mismatched_model(
 
     def load(cert: Certificate) -> ServedModel:
         return load_served_model(
-            cert.model_id, registry=chain.registry, storage=kubo, workdir=tmp_path / "w"
+            cert.model_id,
+            registry=chain.registry,
+            storage=kubo,
+            workdir=tmp_path / "w",
+            registrants=[ALICE.address],
         )
 
     with pytest.raises(PolicyError) as info:
@@ -321,7 +335,9 @@ def test_it_refuses_to_start_a_revoked_a_tainted_or_a_mismatched_model(
     )
     ghost = os.urandom(32)
     with pytest.raises(PolicyError) as info:
-        load_served_model(ghost, registry=chain.registry, storage=kubo, workdir=tmp_path / "w")
+        load_served_model(
+            ghost, registry=chain.registry, storage=kubo, workdir=tmp_path / "w", registrants=[]
+        )
     assert str(info.value) == f"model 0x{ghost.hex()} is not registered; refusing to serve it"
 
     # a certificate whose stored model file is not the certified one: the attacker swapped the
@@ -372,7 +388,10 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         chain.attestor.set_operator(ADMIN.address)
     mid = "0x" + certificate.model_id.hex()
     process = subprocess.Popen(
-        [str(PROVENANCE), "serve", "--model-id", mid, "--port", str(port), "--max-age", "0.5"],
+        [
+            *(str(PROVENANCE), "serve", "--model-id", mid, "--port", str(port)),
+            *("--max-age", "0.5", "--trust", ALICE.address),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -418,16 +437,17 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         check = verify_output("--input", str(tmp_path / "x.json"), "--json")
         assert check.returncode == 0, check.stderr
         report = json.loads(check.stdout)
-        assert report["chain"]["model_status"] == "active"
-        assert report["checks"]["output digest"] == "pass (the answer's predictions)"
-        assert report["checks"]["input digest"] == "pass"
+        assert report["ok"] is True
+        assert report["checks"][0]["detail"].startswith(
+            "the input and output match(es) its digests"  # the output: the answer's predictions
+        )
         # a prediction changed after the fact is caught
         forged = answer.json()
         forged["predictions"][0] = (forged["predictions"][0] + 1) % 3
         (tmp_path / "answer.json").write_text(json.dumps(forged))
         check = verify_output()
         assert check.returncode == 1
-        assert check.stderr.startswith("error: the output does not match")
+        assert check.stderr.startswith("error: receipt: the output does not match")
         assert receipt.node == health["node"]
     finally:
         process.send_signal(signal.SIGINT)

@@ -394,8 +394,9 @@ def test_a_receipt_target(
     code, report = verify_cli(cli_env, str(path))
     assert code == 0, report
     assert report["kind"] == "receipt"
-    assert [(c["name"], c["status"]) for c in report["checks"][:5]] == [
+    assert [(c["name"], c["status"]) for c in report["checks"][:6]] == [
         ("receipt", "pass"),
+        ("receipt-chain", "pass"),
         ("receipt-contract", "pass"),
         ("receipt-anchored", "pass"),
         ("node-authorised", "pass"),
@@ -408,6 +409,106 @@ def test_a_receipt_target(
     code, report = verify_cli(cli_env, str(path))
     assert code == 1
     assert failing(report)[0] == "receipt"  # the node signed for the real contract
+
+
+def test_verify_output_from_the_cli(
+    stack: Stack, w3: Web3, kubo: Kubo, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`provenance verify-output` is Verifier.receipt on the config's trust roots: the
+    deployment's OutputAttestor and registry; one line on stderr and exit 1 on failure."""
+    alice = registry_of(stack, w3, ALICE)
+    served = train(tmp_path, "outputs", registry=alice, storage=kubo)
+    deployment = Deployment.read(stack.config.deployment_file)
+    assert deployment is not None
+    address = deployment.contracts["OutputAttestor"].address
+    reg = served.certificate.registration()
+    node = Account.create()
+    AttestorContract(w3, address, transactor(w3, ALICE)).authorize_node(
+        served.certificate.model_id, node.address, reg, keccak(text="image")
+    )
+    sdk = Attestor(
+        served.certificate.model_id,
+        reg.model_digest,
+        node,
+        AttestorContract(w3, address, transactor(w3, BOB)),
+        tmp_path / "journal.sqlite",
+        batch_size=5,
+    )
+    x, y = b"features", b"class 1"
+    seq = sdk.record(x, y).sequence
+    for i in range(4):
+        sdk.record(f"in {i}".encode(), f"out {i}".encode())
+    sdk.flush()
+    receipt = sdk.receipt(seq)
+    assert receipt is not None and receipt.block is not None
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt.to_json()))
+    (tmp_path / "x").write_bytes(x)
+    (tmp_path / "y").write_bytes(y)
+
+    args = ("--input", str(tmp_path / "x"), "--output", str(tmp_path / "y"))
+    result = run_cli("verify-output", str(path), *args, "--json", env=cli_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["kind"] == "receipt"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["receipt"]["detail"].startswith("the input and output match(es) its digests")
+    assert checks["receipt-anchored"]["detail"].startswith(
+        f"batch root 0x{receipt.batch.root.hex()} anchored in block {receipt.block}"
+    )
+    assert checks["node-authorised"]["status"] == "pass"
+
+    # offline: the trust roots are still compared (here given as flags), the chain is not read
+    bare = {"PATH": "/usr/bin:/bin", "PYTHONPATH": cli_env.get("PYTHONPATH", "")}
+    offline = run_cli(
+        "verify-output",
+        str(path),
+        "--offline",
+        "--attestor",
+        address,
+        env=bare,
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "receipt-anchored: not checked (offline)" in offline.stdout
+    # without a trusted attestor even offline fails: the receipt's own contract is no root
+    untrusted = run_cli("verify-output", str(path), "--offline", env=bare)
+    assert untrusted.returncode == 1
+    assert untrusted.stderr.strip().startswith(
+        f"error: receipt-contract: the receipt names OutputAttestor {address}, but no "
+        "OutputAttestor is trusted"
+    )
+
+    (tmp_path / "y2").write_bytes(y + b"!")
+    tampered = run_cli("verify-output", str(path), "--output", str(tmp_path / "y2"), env=cli_env)
+    assert tampered.returncode == 1
+    assert tampered.stderr.strip() == (
+        "error: receipt: the output does not match the receipt's output digest "
+        f"0x{receipt.record.output_digest.hex()}"
+    )
+
+    sdk.record(b"later", b"unsent")
+    sdk._seal()  # sealed and signed, never sent
+    unsent = sdk.receipt(5)
+    assert unsent is not None
+    (tmp_path / "unsent.json").write_text(json.dumps(unsent.to_json()))
+    result = run_cli("verify-output", str(tmp_path / "unsent.json"), env=cli_env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: receipt-anchored: batch root 0x{unsent.batch.root.hex()} of model "
+        f"0x{served.certificate.model_id.hex()} by {node.address} is not anchored on {address}"
+    )
+    sdk.close()
+
+    # revoked after the anchoring: a warning, the output was attested while it was active
+    alice.revoke(served.certificate.model_id, keccak(text="incident"))
+    result = run_cli("verify-output", str(path), "--json", env=cli_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["status"]
+    assert status["status"] == "warn"
+    assert status["detail"].endswith(
+        f"after the output was anchored in block {receipt.block}: it was attested while the "
+        "model was active"
+    )
 
 
 def test_report_for_model_with_trust_and_envelope_passes_everything(

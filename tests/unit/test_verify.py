@@ -577,3 +577,107 @@ def test_several_registrations_of_the_same_files_report_the_one_that_verifies(
         str(model), registry=registry, storage=store, trusted_registrants=[MALLORY.address]
     )
     assert only_mallory.model_id == mallory_id
+
+
+# -- trust roots --------------------------------------------------------------------------
+
+
+def _config(tmp_path: Path, text: str, **env: str) -> Any:
+    from provenance.config import load_config
+
+    (tmp_path / "provenance.toml").write_text(text)
+    return load_config(env, cwd=tmp_path)
+
+
+def test_the_trust_section_of_the_config(tmp_path: Path) -> None:
+    from provenance.errors import ConfigError
+
+    low = ALICE.address.lower()
+    config = _config(tmp_path, f'[trust]\nregistrants = ["{low}"]\ncreators = []\n')
+    assert config.trust.registrants == (ALICE.address,)  # checksummed
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, '[trust]\nregistrants = ["0x1234"]\n')
+    assert str(info.value) == (
+        f"config file {tmp_path / 'provenance.toml'}: trust.registrants: Value error, "
+        "'0x1234' is not an Ethereum address (0x and 40 hex digits)"
+    )
+    with pytest.raises(ConfigError, match=r"trust\.anyone: Extra inputs are not permitted"):
+        _config(tmp_path, "[trust]\nanyone = true\n")
+
+
+def test_the_policy_comes_from_config_and_flags_only(tmp_path: Path) -> None:
+    from provenance.chain.deploy import Deployed, Deployment
+    from provenance.verify import policy_from_config
+
+    registry, attestor, other = ("0x" + c * 40 for c in "abc")
+    config = _config(
+        tmp_path,
+        f'state_dir = "st"\n[chain]\nchain_id = 5\n[chain.contracts]\nModelRegistry = "{registry}"'
+        f'\n[trust]\nregistrants = ["{ALICE.address}"]\n',
+    )
+    policy = policy_from_config(config, trust=[BOB.address.lower()], attestor=attestor)
+    assert (policy.chain_id, policy.registry, policy.attestor) == (
+        5,
+        to_checksum_address(registry),
+        to_checksum_address(attestor),
+    )
+    assert policy.registrants == {ALICE.address, BOB.address}
+    # the deployment file counts only for its own chain
+    deployed = Deployment(
+        5, {"OutputAttestor": Deployed(other, "0x" + "00" * 32, 7, ALICE.address, "")}
+    )
+    deployed.write(config.deployment_file)
+    assert policy_from_config(config).attestor == to_checksum_address(other)
+    assert policy_from_config(config, chain_id=6).attestor is None
+    assert policy_from_config(config, chain_id=6).registrants == {ALICE.address}
+
+
+def _receipt(chain_id: int, contract: str) -> Any:
+    from eth_account.messages import encode_typed_data
+
+    from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
+
+    node = Account.create()
+    record = OutputRecord(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 0, 1)
+    batch = Batch.of_one(record)
+    typed = batch_typed_data(batch, chain_id, contract)
+    signature = bytes(node.sign_message(encode_typed_data(full_message=typed)).signature)
+    return Receipt(record, batch, (), signature, node.address, chain_id, contract)
+
+
+def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
+    from provenance.errors import ConfigError
+    from provenance.verify import CheckName, Policy, Verifier
+
+    trusted = "0x" + "aa" * 20
+    policy = Policy(chain_id=31337, registry="0x" + "11" * 20, attestor=trusted)
+    offline = Verifier(policy, registry=None, storage=None)
+    good = offline.receipt(_receipt(31337, to_checksum_address(trusted)))
+    assert good.ok and statuses(good) == [
+        ("receipt", "pass"),
+        ("receipt-chain", "pass"),
+        ("receipt-contract", "pass"),
+        ("receipt-anchored", "skip"),
+    ]
+    elsewhere = offline.receipt(_receipt(31337, "0x" + "bb" * 20))
+    failure = elsewhere.first_failure()
+    assert failure is not None and failure.name == CheckName.RECEIPT_CONTRACT
+    assert failure.error is PolicyError
+    replayed = offline.receipt(_receipt(11155111, to_checksum_address(trusted)))
+    failure = replayed.first_failure()
+    assert failure is not None and (failure.name, failure.detail) == (
+        "receipt-chain",
+        "the receipt is for chain 11155111, the trusted chain is 31337",
+    )
+    # no attestor trusted: a required failure, not a warning
+    blind = Verifier(Policy(chain_id=31337, registry=None), registry=None, storage=None)
+    check = blind.receipt(_receipt(31337, trusted)).check(CheckName.RECEIPT_CONTRACT)
+    assert check is not None and check.failed
+    # the registry client must be the trusted one
+    other = Policy(chain_id=None, registry="0x" + "12" * 20)
+    with pytest.raises(ConfigError) as info:
+        Verifier(other, registry=FakeRegistry(), storage=None)
+    assert str(info.value) == (
+        f"the registry client reads {FakeRegistry.address}, the trusted ModelRegistry is "
+        f"{to_checksum_address(other.registry or '')}"
+    )

@@ -11,6 +11,7 @@ The inference-service SDK (buffering, journal, receipts) builds on this; here ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -84,6 +85,10 @@ class AttestorContract(ContractClient):
         )
         return bytes(digest), bytes(image)
 
+    def registry_address(self) -> str:
+        """The ModelRegistry this attestor reads model status from."""
+        return to_checksum_address(str(self._call(self.contract.functions.registry())))
+
     def next_sequence(self, node: str) -> int:
         return int(self._call(self.contract.functions.nextSequence(to_checksum_address(node))))
 
@@ -131,69 +136,162 @@ class AttestorContract(ContractClient):
         return "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"])
 
     def find_batch(self, root: bytes, node: str) -> tuple[str, int] | None:
-        """Where the batch with ``root`` from ``node`` was anchored, from the event log."""
-        topic = self.contract.events.OutputsAttested().topic
+        """Where the batch with ``root`` from ``node`` was anchored, from the event log (the
+        SDK's resubmission check; verification matches every field: :meth:`anchored_batches`)."""
+        found = self.anchored_batches(root, node)
+        if not found:
+            return None
+        return found[0].transaction, found[0].block
+
+    def anchored_batches(
+        self, root: bytes, node: str, model_id: bytes | None = None, *, from_block: int = 0
+    ) -> list[AnchoredBatch]:
+        """The OutputsAttested events with this ``root`` from ``node`` (and, when given, under
+        ``model_id``: every field the event indexes is filtered), in chain order."""
+        topics: list[Any] = [
+            self._topic("OutputsAttested"),
+            HexBytes(root),
+            None if model_id is None else HexBytes(model_id),
+            _address_topic(node),
+        ]
+        return [
+            AnchoredBatch(
+                model_id=bytes(e["args"]["modelId"]),
+                node=to_checksum_address(e["args"]["node"]),
+                root=bytes(e["args"]["root"]),
+                first_sequence=int(e["args"]["firstSequence"]),
+                count=int(e["args"]["count"]),
+                timestamp=int(e["args"]["timestamp"]),
+                transaction="0x" + bytes(e["transactionHash"]).hex(),
+                block=int(e["blockNumber"]),
+                log_index=int(e["logIndex"]),
+            )
+            for e in self._events("OutputsAttested", topics, from_block)
+        ]
+
+    def authorisation_at(
+        self, model_id: bytes, node: str, block: int, log_index: int, *, from_block: int = 0
+    ) -> NodeAuthorisation | None:
+        """The authorisation of ``node`` for ``model_id`` just before the log at (``block``,
+        ``log_index``), replayed from the NodeAuthorized/NodeDeauthorized events (no historical
+        state is read: a restarted anvil or a pruning RPC has none); None when it was not
+        authorised then."""
+        topics: list[Any] = [
+            [self._topic("NodeAuthorized"), self._topic("NodeDeauthorized")],
+            HexBytes(model_id),
+            _address_topic(node),
+        ]
+        state: NodeAuthorisation | None = None
+        events = self._events(("NodeAuthorized", "NodeDeauthorized"), topics, from_block, block)
+        for event in sorted(events, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
+            if (int(event["blockNumber"]), int(event["logIndex"])) >= (block, log_index):
+                break
+            if event["event"] == "NodeDeauthorized":
+                state = None
+                continue
+            state = NodeAuthorisation(
+                model_digest=bytes(event["args"]["modelDigest"]),
+                image_id=bytes(event["args"]["imageId"]),
+                block=int(event["blockNumber"]),
+                transaction="0x" + bytes(event["transactionHash"]).hex(),
+            )
+        return state
+
+    def deauthorised_after(
+        self, model_id: bytes, node: str, block: int, log_index: int
+    ) -> int | None:
+        """The block of the first NodeDeauthorized of ``node`` for ``model_id`` after the log at
+        (``block``, ``log_index``); None when there is none."""
+        topics: list[Any] = [
+            self._topic("NodeDeauthorized"),
+            HexBytes(model_id),
+            _address_topic(node),
+        ]
+        for event in self._events("NodeDeauthorized", topics, block):
+            if (int(event["blockNumber"]), int(event["logIndex"])) > (block, log_index):
+                return int(event["blockNumber"])
+        return None
+
+    def _topic(self, name: str) -> HexBytes:
+        return HexBytes(getattr(self.contract.events, name)().topic)
+
+    def _events(
+        self,
+        names: str | tuple[str, ...],
+        topics: list[Any],
+        from_block: int,
+        to_block: int | None = None,
+    ) -> list[Any]:
+        """Decoded logs of this contract with ``topics``, in chain order."""
+        wanted = (names,) if isinstance(names, str) else names
         try:
-            logs = self._get_logs(topic, root, node)
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": self.address,
+                    "fromBlock": from_block,
+                    "toBlock": "latest" if to_block is None else to_block,
+                    "topics": topics,
+                }
+            )
+            decoded = []
+            for log in logs:
+                for name in wanted:
+                    event = getattr(self.contract.events, name)()
+                    if bytes(log["topics"][0]) == bytes(self._topic(name)):
+                        decoded.append(event.process_log(log))
         except (requests.RequestException, Web3Exception, OSError) as exc:
             raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
-        if not logs:
-            return None
-        log = logs[0]
-        return "0x" + bytes(log["transactionHash"]).hex(), int(log["blockNumber"])
+        return sorted(decoded, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
-    def _get_logs(self, topic: Any, root: bytes, node: str) -> Any:
-        return self.w3.eth.get_logs(
-            {
-                "address": self.address,
-                "fromBlock": 0,
-                "toBlock": "latest",
-                "topics": [
-                    topic,
-                    HexBytes(root),
-                    None,
-                    HexBytes(b"\x00" * 12 + bytes.fromhex(to_checksum_address(node)[2:])),
-                ],
-            }
-        )
+
+def _address_topic(address: str) -> HexBytes:
+    return HexBytes(b"\x00" * 12 + bytes.fromhex(to_checksum_address(address)[2:]))
+
+
+@dataclass(frozen=True)
+class AnchoredBatch:
+    """One OutputsAttested event: what the contract recorded for a batch, and where."""
+
+    model_id: bytes
+    node: str
+    root: bytes
+    first_sequence: int
+    count: int
+    timestamp: int
+    transaction: str
+    block: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class NodeAuthorisation:
+    """A node's authorisation for a model, from its NodeAuthorized event."""
+
+    model_digest: bytes
+    image_id: bytes
+    block: int
+    transaction: str
 
 
 def verify_receipt_on_chain(
-    w3: Web3, receipt: Receipt, registry_address: str | None = None
+    w3: Web3, receipt: Receipt, registry_address: str, *, attestor: str
 ) -> dict[str, Any]:
-    """The chain's part of checking a receipt: the batch root is anchored by that node in the
-    block the receipt names (or anywhere, when it names none), the node is (still) authorised
-    for the model and that model digest, and the model's status in the registry. Raises
-    IntegrityError when the root is not anchored or the authorisation does not match; returns
-    facts for the report (status, anchoring block)."""
-    if w3.eth.chain_id != receipt.chain_id:
-        raise IntegrityError(
-            f"the receipt is for chain {receipt.chain_id}, the RPC serves chain {w3.eth.chain_id}"
-        )
-    attestor = AttestorContract(w3, receipt.contract)
-    found = attestor.find_batch(receipt.batch.root, receipt.node)
-    if found is None:
-        raise IntegrityError(
-            f"batch root 0x{receipt.batch.root.hex()} by {receipt.node} is not anchored on {receipt.contract}"
-        )
-    tx, block = found
-    if receipt.block is not None and receipt.block != block:
-        raise IntegrityError(
-            f"the batch is anchored in block {block}, not in block {receipt.block} as the receipt says"
-        )
-    digest, image = attestor.authorization(receipt.record.model_id, receipt.node)
-    authorised = digest == receipt.record.model_digest
-    registry = registry_address or str(attestor._call(attestor.contract.functions.registry()))
+    """The chain's part of checking a receipt against trusted roots (the ModelRegistry and the
+    OutputAttestor the caller trusts, and the chain id the RPC serves): the receipt names that
+    contract and chain, its batch is anchored there with every field the receipt states, the
+    node was authorised for the model and its registered digest when it was anchored. Raises
+    the error of the first failed check; returns facts for a report. The checks are
+    :func:`provenance.verify.receipt.chain_checks`."""
     from provenance.chain.registry import Registry
+    from provenance.verify.policy import Policy
+    from provenance.verify.receipt import chain_checks
+    from provenance.verify.report import Checks
 
-    status = Registry(w3, registry).status(receipt.record.model_id)
-    if not authorised and digest != b"\x00" * 32:
-        raise IntegrityError(
-            f"node {receipt.node} is authorised for model digest 0x{digest.hex()}, not 0x{receipt.record.model_digest.hex()}"
-        )
-    return {
-        "anchored_in": {"transaction": tx, "block": block},
-        "node_still_authorised": authorised,
-        "image_id": "0x" + image.hex() if authorised else None,
-        "model_status": status.label,
-    }
+    registry = Registry(w3, registry_address)
+    policy = Policy(chain_id=int(w3.eth.chain_id), registry=registry.address, attestor=attestor)
+    c = Checks(f"receipt of output {receipt.record.sequence}")
+    facts = chain_checks(c, receipt, policy, registry, AttestorContract(w3, attestor))
+    for check in c.items:
+        if check.failed:
+            raise (check.error or IntegrityError)(check.detail)
+    return facts

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from provenance.attest import Receipt, verify_receipt_offline
 from provenance.cli._common import config as _config
-from provenance.cli._common import out
+from provenance.cli._common import err
+from provenance.cli._common import tools as _tools
 from provenance.errors import ConfigError
+from provenance.verify.policy import policy_from_config
+from provenance.verify.verifier import Verifier
 
 app = typer.Typer()
 
@@ -41,67 +45,62 @@ def verify_output(
     output_file: Annotated[
         Path | None, typer.Option("--output", help="The output, to check its digest.")
     ] = None,
-    offline: Annotated[bool, typer.Option(help="Check everything but the chain.")] = False,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust",
+            metavar="ADDRESS",
+            help="A trusted registrant (repeatable; with [trust] registrants of the config).",
+        ),
+    ] = None,
+    attestor: Annotated[
+        str | None,
+        typer.Option(
+            "--attestor",
+            metavar="ADDRESS",
+            help="The trusted OutputAttestor (default: [chain.contracts] or the deployment file).",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Check everything but the chain (and the model's certificate).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Check an output receipt: digests, Merkle proof, node signature, and (online) that the
-    root is anchored on chain by an authorised node of a registered model. Given a /predict
-    answer of `provenance serve` (with ?wait=true), its predictions are the output checked."""
-    try:
-        data = json.loads(receipt_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"receipt {receipt_file} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"receipt {receipt_file} is not readable JSON: {exc}") from exc
+    """Check an output receipt against the trusted chain id and OutputAttestor: digests, Merkle
+    proof, node signature, and (online) that the batch is anchored on that attestor exactly as
+    the receipt states, by a node authorised for that model and digest when it was anchored,
+    and the model's own checks. Given a /predict answer of `provenance serve` (with
+    ?wait=true), its predictions are the output checked. Exit 1 with one line on failure."""
+    from provenance.cli.verify import render
+
+    config = _config()
+    policy = policy_from_config(config, trust=trust or [], attestor=attestor, fetch_data=False)
+    input_data = _read(input_file, "input")
     output_data = _read(output_file, "output")
-    output_check = "pass" if output_file else "not given"
-    if isinstance(data, dict) and "predictions" in data and "receipt" in data:
-        from provenance.server.service import output_bytes
+    with ExitStack() as stack:
+        if offline:
+            verifier = Verifier(policy, registry=None, storage=None)
+        else:
+            from provenance.cli.registry import open_registry
+            from provenance.stack import Stack
+            from provenance.storage import open_storage
 
-        if data["receipt"] is None:
-            raise ConfigError(
-                f"{receipt_file} is an answer without a receipt: ask with ?wait=true, or fetch "
-                "its receipt_url once anchored"
+            registry = open_registry(config)
+            storage = open_storage(
+                config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs")
             )
-        if output_data is None:
-            output_data = output_bytes(data["predictions"])
-            output_check = "pass (the answer's predictions)"
-        data = data["receipt"]
-    receipt = Receipt.from_json(data)
-    report: dict[str, Any] = {"receipt": str(receipt_file), "sequence": receipt.record.sequence}
-    verify_receipt_offline(receipt, input_data=_read(input_file, "input"), output_data=output_data)
-    checks = [
-        ("input digest", "pass" if input_file else "not given"),
-        ("output digest", output_check),
-        ("record in batch (Merkle proof)", "pass"),
-        (f"batch signed by node {receipt.node}", "pass"),
-    ]
-    if offline:
-        checks.append(("anchored on chain", "not checked (offline)"))
-    else:
-        from provenance.chain.attestor import verify_receipt_on_chain
-        from provenance.chain.client import connect
-
-        facts = verify_receipt_on_chain(connect(_config().chain.rpc_url), receipt)
-        report["chain"] = facts
-        anchored = facts["anchored_in"]
-        checks.append(
-            (f"anchored in block {anchored['block']} (tx {anchored['transaction']})", "pass")
-        )
-        checks.append(
-            (
-                "node authorised for this model digest",
-                "pass" if facts["node_still_authorised"] else "warn: authorisation withdrawn since",
-            )
-        )
-        status = facts["model_status"]
-        checks.append(
-            (f"model status: {status}", "pass" if status == "active" else f"warn: {status}")
-        )
-    report["checks"] = dict(checks)
+            stack.callback(storage.close)
+            verifier = Verifier(policy, registry=registry, storage=storage)
+        report = verifier.receipt(receipt_file, input=input_data, output=output_data)
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        return
-    for name, result in checks:
-        colour = "green" if result.startswith("pass") else "yellow"
-        out.print(f"[{colour}]{result:>8}[/]  {name}", highlight=False, soft_wrap=True)
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        render(report)
+    failure = report.first_failure()
+    if failure is not None:
+        err.print(
+            f"[red]error:[/] {escape(f'{failure.name}: {failure.detail}')}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(1)

@@ -15,6 +15,7 @@ from provenance.cli._common import err, password, say, signer
 from provenance.cli._common import tools as _tools
 from provenance.config import Config, is_loopback_url
 from provenance.errors import ConfigError, PolicyError
+from provenance.verify.policy import policy_from_config
 
 app = typer.Typer()
 
@@ -78,10 +79,20 @@ def serve(
     ] = 2.0,
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1
     << 20,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust",
+            metavar="ADDRESS",
+            help="A registrant whose models may be served (repeatable; with [trust] registrants).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a registered model over HTTP, each prediction attested on chain.
 
-    Before it listens it checks the model is registered and neither revoked nor tainted, fetches
+    Before it loads anything it checks the model's registrant is trusted (--trust, [trust]
+    registrants, REGISTRANT_ROLE in an allowlisted registry, or the sender itself). Before it
+    listens it checks the model is registered and neither revoked nor tainted, fetches
     its certificate from IPFS by the digest on chain, and checks the model files (or its image)
     against the certificate's model digest; it refuses to start on any mismatch.
     """
@@ -93,7 +104,13 @@ def serve(
     from provenance.chain.types import as_bytes32
     from provenance.cli.registry import open_attestor, open_registry
     from provenance.images import RECORD_MEDIA_TYPE, DockerEngine
-    from provenance.server.service import create_app, fetch_certificate, load_served_model
+    from provenance.server.service import (
+        check_servable,
+        check_trusted_registrant,
+        create_app,
+        fetch_certificate,
+        load_served_model,
+    )
     from provenance.stack import Stack
     from provenance.storage import open_storage
 
@@ -101,6 +118,7 @@ def serve(
         raise ConfigError(f"unknown source {source!r}; use image, artifacts or auto")
     mid = as_bytes32(model_id, "model id")
     config = _config()
+    policy = policy_from_config(config, trust=trust or [])
     stack = Stack(config, _tools())
     registry = open_registry(config)
     w3 = registry.w3
@@ -109,6 +127,8 @@ def serve(
     sender = signer(
         w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "anchoring"
     )
+    check_servable(mid, registry)
+    check_trusted_registrant(mid, registry, policy.registrants, serving_account=sender.address)
     found = open_attestor(config, registry)
     if found is None:
         raise ConfigError(
@@ -132,6 +152,8 @@ def serve(
         source=chosen,
         engine=engine,
         certificate=certificate,
+        registrants=policy.registrants,
+        serving_account=sender.address,
     )
     try:
         digest, _ = contract.authorization(mid, node.address)

@@ -19,7 +19,9 @@ from provenance.cli._common import out
 from provenance.cli._common import tools as _tools
 from provenance.config import Config
 from provenance.errors import ConfigError, ServiceError
-from provenance.verify import CheckStatus, Report, as_id, report_for_target
+from provenance.verify.policy import policy_from_config
+from provenance.verify.report import CheckStatus, Report
+from provenance.verify.verifier import Verifier, as_id
 
 if TYPE_CHECKING:
     from provenance.images import DockerEngine
@@ -131,7 +133,16 @@ def verify(
         typer.Option(
             "--trust",
             metavar="ADDRESS",
-            help="A trusted registrant (repeatable); others fail the trust check.",
+            help="A trusted registrant (repeatable; with [trust] registrants of the config); "
+            "others fail the trust check.",
+        ),
+    ] = None,
+    attestor: Annotated[
+        str | None,
+        typer.Option(
+            "--attestor",
+            metavar="ADDRESS",
+            help="The trusted OutputAttestor (default: [chain.contracts] or the deployment file).",
         ),
     ] = None,
     data: Annotated[
@@ -162,30 +173,27 @@ def verify(
     registrant, training data, model files or image, and every ancestor (revoked = tainted).
 
     Exit 0 when every required check passes, else 1 (after the report)."""
-    from provenance.cli.registry import open_attestor, open_registry, synced_index
+    from provenance.cli.registry import open_registry, synced_index
     from provenance.stack import Stack
     from provenance.storage import open_storage
 
     config = _config()
-    sources = parse_sources(data or [])
+    policy = policy_from_config(
+        config,
+        trust=trust or [],
+        attestor=attestor,
+        data_sources=parse_sources(data or []),
+        fetch_timeout=fetch_timeout,
+        fetch_data=fetch_data,
+    )
     registry = open_registry(config)
     with ExitStack() as stack:
         storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
         stack.callback(storage.close)
         index = stack.enter_context(synced_index(config, registry))
         engine = stack.enter_context(_engine(config, target))
-        report = report_for_target(
-            target,
-            registry=registry,
-            storage=storage,
-            engine=engine,
-            attestor=found[0] if (found := open_attestor(config, registry)) else None,
-            trusted_registrants=trust,
-            data_sources=sources,
-            index=index,
-            fetch_timeout=fetch_timeout,
-            fetch_data=fetch_data,
-        )
+        verifier = Verifier(policy, registry=registry, storage=storage, engine=engine, index=index)
+        report = verifier.target(target)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

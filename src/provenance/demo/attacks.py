@@ -296,7 +296,9 @@ def output_manipulation(story: Story) -> AttackOutcome:
         story,
         "receipt anchored on chain by an authorised node",
         IntegrityError,
-        lambda: verify_receipt_on_chain(setup.w3, forged, setup.registry_address),
+        lambda: verify_receipt_on_chain(
+            setup.w3, forged, setup.registry_address, attestor=setup.attestor_address
+        ),
     )
     anchoring = detect(
         story,

@@ -344,6 +344,7 @@ def serve_beta(story: Story) -> Served:
                 workdir=story.work / "serve",
                 source="image" if images else "artifacts",
                 engine=engine,
+                registrants=[str(setup.alice.address)],
             )
         stack.callback(model.close)
         story.attestor.authorize_node(

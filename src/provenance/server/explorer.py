@@ -250,13 +250,15 @@ class Explorer:
 
     def verification(self, model_id: str) -> dict[str, Any]:
         mid, _, _ = self.model(model_id)
-        from provenance.verify import report_for_model
+        from provenance.verify.verifier import report_for_model
 
+        # never fetches training data: a page view must not download datasets
         report = report_for_model(
             mid,
             registry=self.registry,
             storage=self.storage,
             trusted_registrants=self.trusted_registrants,
+            fetch_data=False,
         )
         result: dict[str, Any] = report.to_json()
         return result

@@ -8,7 +8,9 @@ receipt of its output attestation.
     app = create_app(served, attestor, registry)       # FastAPI; uvicorn.run(app, port=8700)
 
 Before serving, :func:`load_served_model` checks, and refuses (a ProvenanceError) on any failure:
-the model is registered and active and no ancestor is revoked; its certificate, fetched from
+the model is registered and active and no ancestor is revoked; its registrant is trusted
+(:func:`check_trusted_registrant`: serving unpickles or runs what the registrant published);
+its certificate, fetched from
 IPFS by the digest on chain, hashes to that digest and derives that model id; the model files
 (from the certificate's ``ipfs://`` URL, or inside its Docker image pulled from IPFS by image
 id) have the certificate's model digest.
@@ -29,7 +31,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -65,6 +67,12 @@ class ModelSource(Protocol):
     def status(self, model_id: bytes) -> Status: ...
 
     def is_tainted(self, model_id: bytes) -> bool: ...
+
+    def record(self, model_id: bytes) -> Any: ...
+
+    def is_open(self) -> bool: ...
+
+    def has_role(self, role: str, account: str) -> bool: ...
 
 
 Predictor = Callable[[list[Any], str], list[Any]]
@@ -131,6 +139,34 @@ def check_servable(model_id: bytes, registry: ModelSource) -> None:
         )
 
 
+def check_trusted_registrant(
+    model_id: bytes,
+    registry: ModelSource,
+    registrants: Collection[str] | None,
+    *,
+    serving_account: str | None = None,
+) -> str:
+    """The model's registrant, when it is trusted: in ``registrants`` (``--trust``, ``[trust]
+    registrants``), holding REGISTRANT_ROLE in an allowlisted registry, or the serving account
+    itself (the key that authorises the node). PolicyError otherwise: serving a model unpickles
+    or runs what its registrant published, so an untrusted registrant's model is never loaded."""
+    from eth_utils.address import to_checksum_address
+
+    registrant = to_checksum_address(registry.record(model_id).registrant)
+    trusted = {to_checksum_address(a) for a in registrants or ()}
+    if serving_account is not None:
+        trusted.add(to_checksum_address(serving_account))
+    if registrant in trusted:
+        return registrant
+    if not registry.is_open() and registry.has_role("registrant", registrant):
+        return registrant
+    raise PolicyError(
+        f"model 0x{model_id.hex()} is registered by {registrant}, who is not trusted; refusing "
+        f"to load it (trust it with --trust {registrant}, or list it in registrants of the "
+        "config's trust section)"
+    )
+
+
 def load_served_model(
     model_id: bytes,
     *,
@@ -140,12 +176,17 @@ def load_served_model(
     source: Literal["image", "artifacts"] = "artifacts",
     engine: Any = None,
     certificate: Certificate | None = None,
+    registrants: Collection[str] | None,
+    serving_account: str | None = None,
 ) -> ServedModel:
     """Fetch, check and start the model (see the module docstring). ``source="image"`` needs a
     :class:`provenance.images.DockerEngine`; the container runs without network and answers on
     a Unix socket (:func:`provenance.images.start_model_server`). ``certificate``: the one
-    :func:`fetch_certificate` already returned for ``model_id``, not fetched again."""
+    :func:`fetch_certificate` already returned for ``model_id``, not fetched again.
+    ``registrants`` and ``serving_account``: who is trusted
+    (:func:`check_trusted_registrant`, checked before anything is fetched or loaded)."""
     check_servable(model_id, registry)
+    check_trusted_registrant(model_id, registry, registrants, serving_account=serving_account)
     if certificate is None:
         certificate = fetch_certificate(model_id, registry, storage)
     if source == "image":
@@ -454,6 +495,7 @@ __all__ = [
     "RequestRefused",
     "ServedModel",
     "check_servable",
+    "check_trusted_registrant",
     "create_app",
     "fetch_certificate",
     "load_served_model",

@@ -1,0 +1,70 @@
+"""Model files as a target: re-hashed, looked up on chain by model digest, or compared with the
+``certificate.json`` beside them (where ``provenance.track`` writes it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provenance.certificate import Certificate, SignedCertificate, parse_certificate
+from provenance.errors import CertificateError, IntegrityError
+from provenance.manifest import FileManifest, manifest_of, verify_manifest
+from provenance.verify.report import CheckName, Checks
+
+CERTIFICATE_FILE = "certificate.json"
+"""The signed certificate ``provenance.track`` writes beside the model (its output_dir)."""
+
+
+def sibling_certificate(path: Path) -> tuple[Path, Certificate | SignedCertificate] | None:
+    """``certificate.json`` beside model files."""
+    folder = path.parent if path.is_file() else path
+    for candidate in (folder / CERTIFICATE_FILE, folder.parent / CERTIFICATE_FILE):
+        if candidate.is_file():
+            try:
+                return candidate, parse_certificate(candidate.read_bytes(), str(candidate))
+            except (CertificateError, OSError):
+                continue
+    return None
+
+
+def hash_check(c: Checks, path: Path) -> FileManifest | None:
+    """The files' manifest (None, with a failed ``model-files`` check, when unreadable)."""
+    try:
+        return manifest_of(path)
+    except (IntegrityError, OSError) as exc:
+        c.fail(CheckName.MODEL_FILES, f"cannot hash {path}: {exc}", IntegrityError)
+        return None
+
+
+def unregistered_check(
+    c: Checks,
+    path: Path,
+    manifest: FileManifest,
+    sibling: tuple[Path, Certificate | SignedCertificate] | None,
+) -> None:
+    """No registered model has the files' digest: say what they are."""
+    digest = manifest.root
+    if sibling is None:
+        c.fail(
+            CheckName.MODEL_FILES,
+            f"no registered model has the digest {digest} of these {len(manifest.files)} "
+            f"file(s) (and there is no {CERTIFICATE_FILE} beside them to compare with)",
+            IntegrityError,
+        )
+        return
+    cert_path, document = sibling
+    body = document.certificate if isinstance(document, SignedCertificate) else document
+    try:
+        verify_manifest(body.model.manifest, path)
+    except IntegrityError as exc:
+        c.fail(
+            CheckName.MODEL_FILES, f"not the certified model of {cert_path}: {exc}", IntegrityError
+        )
+    else:
+        c.fail(
+            CheckName.MODEL_FILES,
+            f"the files match {cert_path} ({digest}), but no registered model has that digest",
+            IntegrityError,
+        )
+
+
+__all__ = ["CERTIFICATE_FILE", "hash_check", "sibling_certificate", "unregistered_check"]
