@@ -424,7 +424,8 @@ class Attestor:
         self.last_error: BaseException | None = None
         self.failures = 0
         self.last_success: float | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the journal: held only around SQLite, never the chain
+        self._flushing = threading.Lock()  # one flush at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sealed: dict[int, tuple[list[OutputRecord], OutputTree]] = {}
@@ -497,24 +498,28 @@ class Attestor:
 
     def pending(self) -> int:
         """Records not yet anchored."""
-        row = self.db.execute(
-            "SELECT count(*) FROM records r LEFT JOIN batches b ON r.batch = b.first WHERE b.tx IS NULL"
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT count(*) FROM records r LEFT JOIN batches b ON r.batch = b.first"
+                " WHERE b.tx IS NULL"
+            ).fetchone()
         return int(row[0])
 
     # ---------------------------------------------------------------- batching
     def flush(self) -> int:
         """Seal every journaled record into batches, then anchor every unanchored batch in
         order. Returns the number of batches anchored now. A failure leaves the journal as it
-        was for the next flush."""
-        with self._lock, self._chain("sealing and submitting batches"):
+        was for the next flush. Recording goes on meanwhile: the journal is not held while the
+        chain is asked."""
+        with self._flushing, self._chain("sealing and submitting batches"):
             self._seal()
             return self._submit()
 
     def _records(self, where: str, args: tuple[object, ...]) -> list[OutputRecord]:
-        rows = self.db.execute(
-            f"SELECT seq, input, output, ts FROM records WHERE {where} ORDER BY seq", args
-        )
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT seq, input, output, ts FROM records WHERE {where} ORDER BY seq", args
+            ).fetchall()
         return [OutputRecord(self.model_id, self.model_digest, i, o, s, t) for s, i, o, t in rows]
 
     def _seal(self) -> None:
@@ -531,7 +536,7 @@ class Attestor:
                 int(self.clock()),
             )
             signature = self.target.sign_batch(self.node, batch)
-            with self.db:
+            with self._lock, self.db:
                 self.db.execute(
                     "INSERT INTO batches (first, count, root, ts, signature) VALUES (?, ?, ?, ?, ?)",
                     (batch.first_sequence, batch.count, batch.root, batch.timestamp, signature),
@@ -543,9 +548,11 @@ class Attestor:
 
     def _submit(self) -> int:
         anchored = 0
-        rows = self.db.execute(
-            "SELECT first, count, root, ts, signature FROM batches WHERE tx IS NULL ORDER BY first"
-        ).fetchall()
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT first, count, root, ts, signature FROM batches WHERE tx IS NULL"
+                " ORDER BY first"
+            ).fetchall()
         for first, count, root, ts, signature in rows:
             batch = Batch(self.model_id, self.model_digest, root, first, count, ts)
             on_chain_next = self.target.next_sequence(self.node.address)
@@ -560,7 +567,7 @@ class Attestor:
             else:
                 tx, block = self.target.anchor(batch, signature)
                 anchored += 1
-            with self.db:
+            with self._lock, self.db:
                 self.db.execute(
                     "UPDATE batches SET tx = ?, block = ? WHERE first = ?", (tx, block, first)
                 )
@@ -569,11 +576,12 @@ class Attestor:
     # ----------------------------------------------------------------- receipts
     def receipt(self, sequence: int) -> Receipt | None:
         """The receipt of output ``sequence`` (None until its batch is sealed)."""
-        row = self.db.execute(
-            "SELECT b.first, b.count, b.root, b.ts, b.signature, b.tx, b.block FROM records r"
-            " JOIN batches b ON r.batch = b.first WHERE r.seq = ?",
-            (sequence,),
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT b.first, b.count, b.root, b.ts, b.signature, b.tx, b.block FROM records r"
+                " JOIN batches b ON r.batch = b.first WHERE r.seq = ?",
+                (sequence,),
+            ).fetchone()
         if row is None:
             return None
         first, count, root, ts, signature, tx, block = row
@@ -631,10 +639,13 @@ class Attestor:
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not a secret
 
     def _due(self) -> bool:
-        oldest, waiting = self.db.execute(
-            "SELECT min(ts), count(*) FROM records WHERE batch IS NULL"
-        ).fetchone()
-        unanchored = self.db.execute("SELECT count(*) FROM batches WHERE tx IS NULL").fetchone()[0]
+        with self._lock:
+            oldest, waiting = self.db.execute(
+                "SELECT min(ts), count(*) FROM records WHERE batch IS NULL"
+            ).fetchone()
+            unanchored = self.db.execute(
+                "SELECT count(*) FROM batches WHERE tx IS NULL"
+            ).fetchone()[0]
         return bool(
             waiting >= self.batch_size
             or (oldest is not None and self.clock() - oldest >= self.max_age)
@@ -647,10 +658,11 @@ class Attestor:
 
     def health(self) -> AnchoringHealth:
         """The loop's state and the backlog of records not anchored yet."""
-        count, oldest = self.db.execute(
-            "SELECT count(*), min(r.ts) FROM records r LEFT JOIN batches b ON r.batch = b.first"
-            " WHERE b.tx IS NULL"
-        ).fetchone()
+        with self._lock:
+            count, oldest = self.db.execute(
+                "SELECT count(*), min(r.ts) FROM records r LEFT JOIN batches b ON r.batch = b.first"
+                " WHERE b.tx IS NULL"
+            ).fetchone()
         error = self.last_error
         return AnchoringHealth(
             running=self.running(),
