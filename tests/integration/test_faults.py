@@ -168,7 +168,7 @@ def test_anvil_dies_while_serve_answers_nothing_is_lost(stack: Stack, tmp_path: 
                 assert receipt["transaction"] is not None and receipt["block"] is not None
             assert contract.next_sequence(health().json()["node"]) == max(answered) + 1
         finally:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGINT)  # Ctrl-C (test_serve stops it with SIGTERM)
             _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
         assert "every recorded output is anchored" in err
@@ -239,7 +239,8 @@ def test_kubo_dies_during_image_pull_tagging_nothing(
         )
         freeze_then_kill(own, "ipfs", lambda: connected_to(api_port), process)
         _, err = process.communicate(timeout=120)
-        one_line_error((process.returncode, err))
+        line = one_line_error((process.returncode, err))
+        assert own.config.ipfs.api in line, line
         with DockerEngine(stack.docker_host()) as engine:
             assert not engine.has(tag)
 
