@@ -682,3 +682,62 @@ def test_a_restart_reuses_a_verified_model_file_and_replaces_a_bad_one(
     assert sorted(p.name for p in work.iterdir()) == ["model.pkl"]
     assert target.read_bytes() == (tmp_path / "run" / "model.pkl").read_bytes()
     assert (work.stat().st_mode & 0o777) == 0o700
+
+
+def test_provenance_serve_starts_again_after_a_crash(
+    chain: Chain, kubo: Kubo, stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    model, certificate = train(tmp_path / "run", kubo, chain.registry, name="Crashes and restarts")
+    if not chain.attestor.is_operator(ALICE.address, ADMIN.address):
+        chain.attestor.set_operator(ADMIN.address)
+    mid = "0x" + certificate.model_id.hex()
+    model_file = stack.state_dir / "serve" / mid / "model.pkl"
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [
+                str(PROVENANCE),
+                "serve",
+                "--model-id",
+                mid,
+                "--source",
+                "artifacts",
+                "--port",
+                str(port),
+                "--max-age",
+                "0.3",
+            ],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(600):
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("serve did not start")
+
+    process, url = start()
+    first = httpx.post(url + "/predict", json={"instances": ROWS}).json()
+    process.kill()  # a crash: no shutdown hook
+    process.communicate(timeout=30)
+    model_file.write_bytes(b"tampered while it was down")
+    process, url = start()
+    try:
+        answer = httpx.post(url + "/predict?wait=true", json={"instances": ROWS})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
+        assert answer.json()["sequence"] == first["sequence"] + 1  # the journal goes on
+        assert httpx.get(f"{url}/receipts/{first['sequence']}").status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert model_file.read_bytes() == (tmp_path / "run" / "model.pkl").read_bytes()
