@@ -1076,6 +1076,8 @@ class ModelServer:
                 f"the model container at {self.url} answered HTTP {answer.status_code} "
                 "that is not JSON"
             ) from exc
+        if not isinstance(body, dict):
+            raise ImageError(f"the model container at {self.url} answered no JSON object")
         if answer.status_code == 400:
             raise ValueError(str(body.get("error", "bad request")))
         if answer.status_code != 200 or not isinstance(body.get("predictions"), list):

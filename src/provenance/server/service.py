@@ -18,8 +18,13 @@ HTTP: ``POST /predict`` (``{"instances": rows, "method": "predict"}``, at most
 number of the record and, with ``?wait=true``, the anchored receipt. The input digest is the
 sha-256 of the request body as sent; the output digest is the sha-256 of the RFC 8785 bytes of
 ``{"predictions": [...]}``. ``GET /receipts/{sequence}`` answers a receipt once its batch is
-anchored (202 while it waits), ``GET /healthz`` the model's state on chain (503 once it is
-revoked: predictions stop), ``GET /openapi.json`` the schema.
+anchored (202 while it waits), ``GET /healthz`` the model's state on chain and how the
+background anchoring fares (503 with the reason once the model is revoked, the chain cannot be
+read, the anchoring loop stopped or its backlog is too large or too old), ``GET /openapi.json``
+the schema. ``/predict`` takes ``application/json`` only (415 otherwise: a cross-site form
+cannot spend gas); a failing chain, journal or model container is a 503 ``{"error": "..."}``,
+never a traceback; an answer leaves only once its record is journaled. The application owns the
+model and the attestor: its shutdown anchors what the journal holds and stops the model.
 """
 
 from __future__ import annotations
