@@ -20,10 +20,12 @@ the SDK for inference services, adds a SQLite journal and talks to the chain onl
 
 from __future__ import annotations
 
+import contextlib
+import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternatives
 
 from provenance.chain.types import EIP712_DOMAIN_TYPES
-from provenance.errors import ConfigError, IntegrityError, ProvenanceError
+from provenance.errors import ConfigError, IntegrityError, ProvenanceError, ServiceError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -369,6 +371,20 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 
+@dataclass(frozen=True)
+class AnchoringHealth:
+    """How the background anchoring of an :class:`Attestor` fares: whether its loop runs, the
+    records waiting for the chain (how many, and how long the oldest has waited, in seconds),
+    the consecutive failed attempts, the last error, and when the last attempt succeeded."""
+
+    running: bool
+    backlog: int
+    backlog_age: float | None
+    failures: int
+    last_error: str | None
+    last_success: float | None
+
+
 class Attestor:
     """Records outputs of one model served by one node, batches them under Merkle roots, signs
     and anchors the roots, and keeps everything in a SQLite journal synced to disk, so a crash or
@@ -393,6 +409,8 @@ class Attestor:
         batch_size: int = 1000,
         max_age: float = 5.0,
         clock: Callable[[], float] = time.time,
+        retry_base: float = 0.5,
+        retry_cap: float = 30.0,
     ) -> None:
         self.model_id = model_id
         self.model_digest = model_digest
@@ -401,8 +419,13 @@ class Attestor:
         self.batch_size = batch_size
         self.max_age = max_age
         self.clock = clock
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
         self.last_error: BaseException | None = None
-        self._lock = threading.RLock()
+        self.failures = 0
+        self.last_success: float | None = None
+        self._lock = threading.RLock()  # the journal: held only around SQLite, never the chain
+        self._flushing = threading.Lock()  # one flush at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sealed: dict[int, tuple[list[OutputRecord], OutputTree]] = {}
@@ -413,10 +436,24 @@ class Attestor:
         self.db.executescript(JOURNAL_SCHEMA)
         self._check_identity()
         local = self.db.execute("SELECT max(seq) FROM records").fetchone()[0]
-        self._next = (
-            max(-1 if local is None else int(local), target.next_sequence(node.address) - 1) + 1
-        )
-        self._chain_id = target.chain_id()
+        with self._chain("reading the node's sequence"):
+            on_chain = target.next_sequence(node.address)
+            self._chain_id = target.chain_id()
+        self._next = max(-1 if local is None else int(local), on_chain - 1) + 1
+
+    @contextlib.contextmanager
+    def _chain(self, what: str) -> Iterator[None]:
+        """Errors of the chain side (an RPC that went away raises the HTTP client's own
+        exceptions) as ServiceError; ours pass through."""
+        try:
+            yield
+        except ProvenanceError:
+            raise
+        except Exception as exc:
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise ServiceError(
+                f"anchoring outputs of model 0x{self.model_id.hex()}: {what} failed: {reason}"
+            ) from exc
 
     def _check_identity(self) -> None:
         identity = f"{self.model_id.hex()}:{self.model_digest.hex()}:{self.node.address}:{self.target.address}"
@@ -461,24 +498,28 @@ class Attestor:
 
     def pending(self) -> int:
         """Records not yet anchored."""
-        row = self.db.execute(
-            "SELECT count(*) FROM records r LEFT JOIN batches b ON r.batch = b.first WHERE b.tx IS NULL"
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT count(*) FROM records r LEFT JOIN batches b ON r.batch = b.first"
+                " WHERE b.tx IS NULL"
+            ).fetchone()
         return int(row[0])
 
     # ---------------------------------------------------------------- batching
     def flush(self) -> int:
         """Seal every journaled record into batches, then anchor every unanchored batch in
         order. Returns the number of batches anchored now. A failure leaves the journal as it
-        was for the next flush."""
-        with self._lock:
+        was for the next flush. Recording goes on meanwhile: the journal is not held while the
+        chain is asked."""
+        with self._flushing, self._chain("sealing and submitting batches"):
             self._seal()
             return self._submit()
 
     def _records(self, where: str, args: tuple[object, ...]) -> list[OutputRecord]:
-        rows = self.db.execute(
-            f"SELECT seq, input, output, ts FROM records WHERE {where} ORDER BY seq", args
-        )
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT seq, input, output, ts FROM records WHERE {where} ORDER BY seq", args
+            ).fetchall()
         return [OutputRecord(self.model_id, self.model_digest, i, o, s, t) for s, i, o, t in rows]
 
     def _seal(self) -> None:
@@ -495,7 +536,7 @@ class Attestor:
                 int(self.clock()),
             )
             signature = self.target.sign_batch(self.node, batch)
-            with self.db:
+            with self._lock, self.db:
                 self.db.execute(
                     "INSERT INTO batches (first, count, root, ts, signature) VALUES (?, ?, ?, ?, ?)",
                     (batch.first_sequence, batch.count, batch.root, batch.timestamp, signature),
@@ -507,9 +548,11 @@ class Attestor:
 
     def _submit(self) -> int:
         anchored = 0
-        rows = self.db.execute(
-            "SELECT first, count, root, ts, signature FROM batches WHERE tx IS NULL ORDER BY first"
-        ).fetchall()
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT first, count, root, ts, signature FROM batches WHERE tx IS NULL"
+                " ORDER BY first"
+            ).fetchall()
         for first, count, root, ts, signature in rows:
             batch = Batch(self.model_id, self.model_digest, root, first, count, ts)
             on_chain_next = self.target.next_sequence(self.node.address)
@@ -524,7 +567,7 @@ class Attestor:
             else:
                 tx, block = self.target.anchor(batch, signature)
                 anchored += 1
-            with self.db:
+            with self._lock, self.db:
                 self.db.execute(
                     "UPDATE batches SET tx = ?, block = ? WHERE first = ?", (tx, block, first)
                 )
@@ -533,11 +576,12 @@ class Attestor:
     # ----------------------------------------------------------------- receipts
     def receipt(self, sequence: int) -> Receipt | None:
         """The receipt of output ``sequence`` (None until its batch is sealed)."""
-        row = self.db.execute(
-            "SELECT b.first, b.count, b.root, b.ts, b.signature, b.tx, b.block FROM records r"
-            " JOIN batches b ON r.batch = b.first WHERE r.seq = ?",
-            (sequence,),
-        ).fetchone()
+        with self._lock:
+            row = self.db.execute(
+                "SELECT b.first, b.count, b.root, b.ts, b.signature, b.tx, b.block FROM records r"
+                " JOIN batches b ON r.batch = b.first WHERE r.seq = ?",
+                (sequence,),
+            ).fetchone()
         if row is None:
             return None
         first, count, root, ts, signature, tx, block = row
@@ -562,7 +606,10 @@ class Attestor:
     # --------------------------------------------------------------- background
     def start(self) -> None:
         """Seal and anchor in a background thread: when ``batch_size`` records wait, or the
-        oldest waits ``max_age`` seconds. Errors are kept in ``last_error`` and retried."""
+        oldest waits ``max_age`` seconds. A failure (any error: an RPC outage raises the HTTP
+        client's own) is kept in ``last_error`` and retried with a capped, jittered exponential
+        backoff (``retry_base`` doubling up to ``retry_cap`` seconds), so the loop recovers by
+        itself when the chain returns; :meth:`health` reports how it fares."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -570,25 +617,61 @@ class Attestor:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(min(self.max_age / 2, 1.0)):
+        idle = min(self.max_age / 2, 1.0)
+        delay = idle
+        while not self._stop.wait(delay):
             try:
-                oldest = self.db.execute(
-                    "SELECT min(ts) FROM records WHERE batch IS NULL"
-                ).fetchone()[0]
-                waiting = self.db.execute(
-                    "SELECT count(*) FROM records WHERE batch IS NULL"
-                ).fetchone()[0]
-                due = waiting >= self.batch_size or (
-                    oldest is not None and self.clock() - oldest >= self.max_age
-                )
-                unanchored = self.db.execute(
-                    "SELECT count(*) FROM batches WHERE tx IS NULL"
-                ).fetchone()[0]
-                if due or unanchored:
+                if self._due():
                     self.flush()
+                    self.last_success = self.clock()
                 self.last_error = None
-            except ProvenanceError as exc:
+                self.failures = 0
+                delay = idle
+            except Exception as exc:  # the loop must outlive any failure
                 self.last_error = exc
+                self.failures += 1
+                delay = self.retry_delay(self.failures)
+
+    def retry_delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failures: exponential from
+        ``retry_base``, capped at ``retry_cap``, with full jitter in its upper half."""
+        ceiling: float = min(self.retry_cap, self.retry_base * 2.0 ** min(failures - 1, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not a secret
+
+    def _due(self) -> bool:
+        with self._lock:
+            oldest, waiting = self.db.execute(
+                "SELECT min(ts), count(*) FROM records WHERE batch IS NULL"
+            ).fetchone()
+            unanchored = self.db.execute(
+                "SELECT count(*) FROM batches WHERE tx IS NULL"
+            ).fetchone()[0]
+        return bool(
+            waiting >= self.batch_size
+            or (oldest is not None and self.clock() - oldest >= self.max_age)
+            or unanchored
+        )
+
+    def running(self) -> bool:
+        """True while the background loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def health(self) -> AnchoringHealth:
+        """The loop's state and the backlog of records not anchored yet."""
+        with self._lock:
+            count, oldest = self.db.execute(
+                "SELECT count(*), min(r.ts) FROM records r LEFT JOIN batches b ON r.batch = b.first"
+                " WHERE b.tx IS NULL"
+            ).fetchone()
+        error = self.last_error
+        return AnchoringHealth(
+            running=self.running(),
+            backlog=int(count),
+            backlog_age=None if oldest is None else max(0.0, self.clock() - oldest),
+            failures=self.failures,
+            last_error=None if error is None else str(error),
+            last_success=self.last_success,
+        )
 
     def close(self) -> None:
         """Stop the background thread and close the journal (nothing pending is lost)."""

@@ -121,8 +121,8 @@ class Stack:
         deployer: Callable[[Web3], LocalAccount] = dev_account,
     ) -> None:
         """Start what is not running, deploy what is missing; on failure stop what this started."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.state_dir, self.run_dir, self.log_dir):
+            private_dir(folder)
         started = _Started()
         try:
             self._up_anvil(started, notify)
@@ -145,7 +145,7 @@ class Stack:
             return
         host, port = _bind_host(url), url_port(url)
         _ensure_free(host, port, "the chain RPC (anvil)", "PROVENANCE_RPC_URL")
-        self.anvil_state.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.anvil_state.parent)
         argv = [
             str(self.tools.find("anvil")),
             "--host", host,
@@ -154,6 +154,8 @@ class Stack:
             "--state", str(self.anvil_state),
             "--state-interval", str(self.config.chain.state_interval),
             "--hardfork", "prague",
+            # its dev accounts are unlocked: no web page may drive them from a browser
+            "--no-cors",
         ]  # fmt: skip
         self._spawn("anvil", argv, started, ready=lambda: self._chain_ready(url))
         notify(f"chain: anvil started at {url} (chain {self.config.chain.chain_id})")
@@ -188,7 +190,7 @@ class Stack:
             _ensure_free("127.0.0.1", ipfs.swarm_port, "the IPFS swarm (kubo)", "[ipfs] swarm_port")
         env = {**os.environ, "IPFS_PATH": str(self.ipfs_repo)}
         if not (self.ipfs_repo / "config").exists():
-            self.ipfs_repo.mkdir(parents=True, exist_ok=True)
+            private_dir(self.ipfs_repo)
             _run([str(binary), "init", "--empty-repo"], env, "ipfs init")
         configure_kubo_repo(
             self.ipfs_repo,
@@ -532,9 +534,36 @@ def configure_kubo_repo(repo: Path, *, api: str, gateway: str, swarm_port: int) 
     swarm_cfg.setdefault("RelayClient", {})["Enabled"] = False
     swarm_cfg.setdefault("RelayService", {})["Enabled"] = False
     cfg.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(cfg, indent=2).encode())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``, readable by us alone (0600) from its first
+    byte on: kubo's config holds the node's private key."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ServiceError(f"cannot write {path}: {exc}") from exc
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing, and make it ours alone (0700): the state
+    dir holds keys, journals and logs."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise ServiceError(f"cannot create the private folder {path}: {exc}") from exc
 
 
 def _bind_host(url: str) -> str:
@@ -632,7 +661,7 @@ def ephemeral_anvil(
     url = f"http://127.0.0.1:{port}"
     argv = [
         str(tools.find("anvil")), "--host", "127.0.0.1", "--port", str(port),
-        "--chain-id", str(chain_id), "--hardfork", hardfork, "--silent",
+        "--chain-id", str(chain_id), "--hardfork", hardfork, "--silent", "--no-cors",
     ]  # fmt: skip
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,75 @@ def test_anvil_dies_in_the_middle_of_a_batch(tmp_path: Path) -> None:
         sdk.close()
     finally:
         own.down()
+
+
+def test_the_background_loop_outlives_an_rpc_outage_and_catches_up(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The RPC going away raises the HTTP client's own ConnectionError: the loop keeps it as its
+    last error, backs off, and anchors everything once anvil is back."""
+    path = write_stack_config(tmp_path)
+    with path.open("a", encoding="utf-8") as f:  # the session's engine: no dockerd of our own
+        f.write(f'\n[docker]\nhost = "{stack.docker_host()}"\n')
+    config = config_at(path)
+    own = Stack(config, tools())
+    own.up()
+    try:
+        w3 = connect(config.chain.rpc_url)
+        deployment = Deployment.read(config.deployment_file)
+        assert deployment is not None
+        registry = Registry.from_deployment(
+            w3, config.deployment_file, Transactor(w3, dev_account(w3))
+        )
+        attestor = AttestorContract(
+            w3, deployment.contracts["OutputAttestor"].address, Transactor(w3, dev_account(w3))
+        )
+        reg = registration()
+        model_id = registry.register(reg).id
+        node = Account.create()
+        attestor.authorize_node(model_id, node.address, reg, IMAGE)
+        sdk = Attestor(
+            model_id,
+            reg.model_digest,
+            node,
+            attestor,
+            tmp_path / "journal.sqlite",
+            max_age=0.2,
+            retry_base=0.2,
+            retry_cap=1.0,
+        )
+        sdk.start()
+        outputs(sdk, 3)
+        wait(lambda: sdk.pending() == 0, "the first batch")
+        time.sleep(config.chain.state_interval + 0.5)
+        own._stop("anvil")
+        outputs(sdk, 5, offset=3)  # recording goes on without the chain
+        wait(lambda: sdk.failures >= 3, "retries")
+        health = sdk.health()
+        assert health.running and health.backlog == 5 and health.backlog_age is not None
+        assert health.last_error is not None
+        assert health.last_error.startswith(f"anchoring outputs of model 0x{model_id.hex()}: ")
+        own.up()
+        wait(lambda: sdk.pending() == 0, "catching up")
+        health = sdk.health()
+        assert (health.running, health.failures, health.last_error) == (True, 0, None)
+        assert attestor.next_sequence(node.address) == 8
+        sdk.close()
+    finally:
+        own.down()
+
+
+def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_a_cap(tmp_path: Path) -> None:
+    sdk = Attestor.__new__(Attestor)  # the delay needs no journal or chain
+    sdk.retry_base, sdk.retry_cap = 0.5, 30.0
+    for failures, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (1000, 30.0)]:
+        delays = [sdk.retry_delay(failures) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jittered: restarted nodes do not retry in lockstep

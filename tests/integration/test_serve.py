@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import httpx
 import pytest
 import rfc8785
@@ -32,8 +34,14 @@ from provenance.chain.attestor import AttestorContract, verify_receipt_on_chain
 from provenance.chain.client import connect
 from provenance.chain.deploy import Deployment
 from provenance.chain.registry import Registry
-from provenance.errors import IntegrityError, PolicyError
-from provenance.images import DockerEngine, attach_image, build_model_image, push_to_ipfs
+from provenance.errors import ImageError, IntegrityError, PolicyError
+from provenance.images import (
+    DockerEngine,
+    ModelServer,
+    attach_image,
+    build_model_image,
+    push_to_ipfs,
+)
 from provenance.server.service import (
     ServedModel,
     create_app,
@@ -258,6 +266,17 @@ def test_health_receipts_and_the_openapi_schema(
     assert health.status_code == 200
     assert health.json()["status"] == "ok" and health.json()["source"] == "artifacts"
     assert health.json()["node"] == service.node and health.json()["image_id"] is None
+    assert health.json()["error"] is None
+    anchoring = health.json()["anchoring"]
+    assert anchoring["running"] is True and anchoring["failures"] == 0
+    assert set(anchoring) == {
+        "running",
+        "backlog",
+        "backlog_age",
+        "failures",
+        "last_error",
+        "last_success",
+    }
     missing = httpx.get(service.url + "/receipts/999999")
     assert (missing.status_code, missing.json()) == (
         404,
@@ -288,6 +307,7 @@ def test_a_model_revoked_while_served_stops_answering(
         chain.attestor,
         tmp_path / "journal.sqlite",
     )
+    attestor.start()
     app = create_app(served, attestor, chain.registry, status_ttl=0)
     with running(app, port=free_port()) as url:
         assert httpx.get(url + "/healthz").status_code == 200
@@ -397,6 +417,7 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         stderr=subprocess.PIPE,
         text=True,
     )
+    container = None
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -414,6 +435,9 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         (container,) = engine.client.containers.list(filters={"ancestor": health["image_id"]})
         assert container.attrs["HostConfig"]["NetworkMode"] == "none"
         assert [m["Destination"] for m in container.attrs["Mounts"]] == ["/run/provenance"]
+        # the socket's folder is reachable by us alone: no local user can swap the socket
+        home = Path(container.attrs["Mounts"][0]["Source"]).parent
+        assert (home.stat().st_mode & 0o777, home.stat().st_uid) == (0o700, os.geteuid())
         (tmp_path / "x.json").write_text(json.dumps({"instances": ROWS}))
         answer = httpx.post(
             url + "/predict?wait=true",
@@ -450,11 +474,65 @@ def test_provenance_serve_runs_the_model_image_and_attests(
         assert check.stderr.startswith("error: receipt: the output does not match")
         assert receipt.node == health["node"]
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # what a service manager sends
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "authorised node" in out and "serving Iris in its image" in out
     assert "every recorded output is anchored" in err
+    assert container is not None
+    with pytest.raises(docker.errors.NotFound):  # the shutdown hook stopped the model
+        engine.client.containers.get(container.id)
+    assert not home.exists()
+
+
+def test_a_swapped_model_socket_is_refused(
+    chain: Chain, kubo: Kubo, engine: DockerEngine, base_image: str, tmp_path: Path
+) -> None:
+    model, certificate = train(
+        tmp_path / "run", kubo, chain.registry, name="Iris behind a socket", engine=engine
+    )
+    served = load_served_model(
+        certificate.model_id,
+        registry=chain.registry,
+        storage=kubo,
+        workdir=tmp_path / "work",
+        source="image",
+        engine=engine,
+        registrants=[ALICE.address],
+    )
+    try:
+        assert served.predictor(ROWS, "predict") == model.predict(X[:3]).tolist()
+        server = served.close.__self__  # type: ignore[attr-defined]
+        assert isinstance(server, ModelServer)
+        with pytest.raises(ImageError) as info:  # another process behind the socket
+            server.check_peer(os.getpid())
+        assert str(info.value).startswith(f"the model socket {server.socket} is served by process ")
+        assert str(info.value).endswith(
+            f"not by the model's container (process {os.getpid()}); refusing it"
+        )
+        # someone replaces the socket with their own
+        server.socket.rename(server.folder / "real.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as fake:
+            fake.bind(str(server.socket))
+            fake.listen(1)
+            with pytest.raises(ImageError) as info:
+                served.predictor(ROWS, "predict")
+            assert str(info.value) == (
+                f"the model socket {server.socket} is not the one checked at start; refusing it"
+            )
+        server.socket.unlink()
+        (server.folder / "real.sock").rename(server.socket)
+        assert served.predictor(ROWS, "predict") == model.predict(X[:3]).tolist()
+        # the private folder opened to others
+        server.home.chmod(0o755)
+        with pytest.raises(ImageError) as info:
+            served.predictor(ROWS, "predict")
+        assert str(info.value) == (
+            f"the model socket folder {server.home} is not private (mode drwxr-xr-x, owner uid "
+            f"{os.geteuid()}); refusing its socket"
+        )
+    finally:
+        served.close()
 
 
 def test_provenance_serve_refuses_a_revoked_model(
@@ -473,3 +551,218 @@ def test_provenance_serve_refuses_a_revoked_model(
     assert done.stderr.strip() == (
         f"error: model 0x{certificate.model_id.hex()} is revoked; refusing to serve it"
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind"),
+    [
+        (
+            {"content-type": "application/x-www-form-urlencoded"},
+            "application/x-www-form-urlencoded",
+        ),
+        ({"content-type": "text/plain"}, "text/plain"),
+        ({}, "untyped"),
+    ],
+)
+def test_predict_takes_json_only_so_a_cross_site_form_spends_no_gas(
+    served_files: tuple[Pipeline, Service, Chain], headers: dict[str, str], kind: str
+) -> None:
+    _, service, _ = served_files
+    before = service.attestor.next_sequence
+    answer = httpx.post(
+        service.url + "/predict",
+        content=json.dumps({"instances": ROWS}).encode(),
+        headers=headers,
+    )
+    assert (answer.status_code, answer.json()) == (
+        415,
+        {"error": f"the request must be sent as application/json, not {kind}"},
+    )
+    assert service.attestor.next_sequence == before
+    charset = httpx.post(
+        service.url + "/predict",
+        content=json.dumps({"instances": ROWS}).encode(),
+        headers={"content-type": "Application/JSON; charset=utf-8"},
+    )
+    assert charset.status_code == 200, charset.text
+
+
+def fresh_attestor(served: ServedModel, chain: Chain, folder: Path) -> Attestor:
+    """An attestor of its own (an app closes its attestor when it stops)."""
+    attestor = Attestor(
+        served.model_id,
+        served.model_digest_bytes,
+        Account.create(),
+        chain.attestor,
+        folder / f"journal-{os.urandom(4).hex()}.sqlite",
+        max_age=0.5,
+    )
+    attestor.start()
+    return attestor
+
+
+def test_predictions_json_cannot_carry_give_a_clean_500_and_record_nothing(
+    served_files: tuple[Pipeline, Service, Chain], tmp_path: Path
+) -> None:
+    _, service, chain = served_files
+    odd = ServedModel(
+        service.served.model_id,
+        service.served.certificate,
+        "artifacts",
+        lambda rows, method: [float("nan"), float("-inf")],
+    )
+    attestor = fresh_attestor(odd, chain, tmp_path)
+    with running(create_app(odd, attestor, chain.registry), port=free_port()) as url:
+        answer = httpx.post(url + "/predict", json={"instances": ROWS})
+        assert (answer.status_code, answer.json()) == (
+            500,
+            {
+                "error": "the model answered values JSON cannot carry (nan is not representable "
+                "in JCS); nothing was recorded"
+            },
+        )
+        assert attestor.next_sequence == 0 and attestor.pending() == 0
+
+
+def test_with_the_chain_unreachable_predict_and_healthz_answer_503_json(
+    served_files: tuple[Pipeline, Service, Chain], tmp_path: Path
+) -> None:
+    _, service, chain = served_files
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    dead = Registry(Web3(Web3.HTTPProvider(dead_url)), chain.registry.address, None)
+    attestor = fresh_attestor(service.served, chain, tmp_path)
+    app = create_app(service.served, attestor, dead, status_ttl=0)
+    with running(app, port=free_port()) as url:
+        answer = httpx.post(url + "/predict", json={"instances": ROWS})
+        assert answer.status_code == 503
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["error"].startswith(
+            f"ModelRegistry at {chain.registry.address}: the chain RPC failed: "
+        )
+        assert attestor.next_sequence == 0  # not served, not recorded
+        health = httpx.get(url + "/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unknown"
+        assert health.json()["error"].startswith(
+            "the model's state on chain cannot be read: ModelRegistry at "
+        )
+
+
+def test_a_stopped_anchoring_loop_or_an_old_backlog_fails_the_health_check(
+    served_files: tuple[Pipeline, Service, Chain], tmp_path: Path
+) -> None:
+    _, service, chain = served_files
+    attestor = Attestor(
+        service.served.model_id,
+        service.served.model_digest_bytes,
+        Account.create(),
+        chain.attestor,
+        tmp_path / "journal.sqlite",
+    )
+    app = create_app(service.served, attestor, chain.registry, status_ttl=0, max_backlog=2)
+    with running(app, port=free_port()) as url:
+        health = httpx.get(url + "/healthz")  # never started
+        assert (health.status_code, health.json()["error"]) == (
+            503,
+            "the anchoring loop is not running",
+        )
+        attestor.max_age = 3600.0  # nothing is due: the backlog grows
+        attestor.start()
+        for _ in range(3):
+            answer = httpx.post(url + "/predict", json={"instances": ROWS})
+            assert answer.status_code == 200
+        health = httpx.get(url + "/healthz")
+        assert health.status_code == 503
+        assert health.json()["error"].startswith("3 outputs wait to be anchored, the oldest for ")
+        assert health.json()["error"].endswith("(at most 2 and 60 s)")
+        assert health.json()["anchoring"]["backlog"] == 3
+
+
+def test_a_restart_reuses_a_verified_model_file_and_replaces_a_bad_one(
+    chain: Chain, kubo: Kubo, tmp_path: Path
+) -> None:
+    model, certificate = train(tmp_path / "run", kubo, chain.registry, name="Restarted")
+    work = tmp_path / "work"
+
+    def load() -> ServedModel:
+        return load_served_model(
+            certificate.model_id,
+            registry=chain.registry,
+            storage=kubo,
+            workdir=work,
+            registrants=[ALICE.address],
+        )
+
+    load()
+    target = work / "model.pkl"
+    first = target.stat()
+    load()  # a crash left the verified file: reused, not fetched again
+    assert target.stat().st_ino == first.st_ino
+    # a tampered (or half-written) leftover and an interrupted fetch are never trusted
+    target.write_bytes(b"not the model")
+    (work / ".incoming-x").mkdir()
+    (work / ".incoming-x" / "model.pkl").write_bytes(b"half")
+    served = load()
+    assert served.predictor(ROWS, "predict") == model.predict(X[:3]).tolist()
+    assert sorted(p.name for p in work.iterdir()) == ["model.pkl"]
+    assert target.read_bytes() == (tmp_path / "run" / "model.pkl").read_bytes()
+    assert (work.stat().st_mode & 0o777) == 0o700
+
+
+def test_provenance_serve_starts_again_after_a_crash(
+    chain: Chain, kubo: Kubo, stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    model, certificate = train(tmp_path / "run", kubo, chain.registry, name="Crashes and restarts")
+    if not chain.attestor.is_operator(ALICE.address, ADMIN.address):
+        chain.attestor.set_operator(ADMIN.address)
+    mid = "0x" + certificate.model_id.hex()
+    model_file = stack.state_dir / "serve" / mid / "model.pkl"
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [
+                str(PROVENANCE),
+                "serve",
+                "--model-id",
+                mid,
+                "--source",
+                "artifacts",
+                "--port",
+                str(port),
+                "--max-age",
+                "0.3",
+            ],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(600):
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("serve did not start")
+
+    process, url = start()
+    first = httpx.post(url + "/predict", json={"instances": ROWS}).json()
+    process.kill()  # a crash: no shutdown hook
+    process.communicate(timeout=30)
+    model_file.write_bytes(b"tampered while it was down")
+    process, url = start()
+    try:
+        answer = httpx.post(url + "/predict?wait=true", json={"instances": ROWS})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
+        assert answer.json()["sequence"] == first["sequence"] + 1  # the journal goes on
+        assert httpx.get(f"{url}/receipts/{first['sequence']}").status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert model_file.read_bytes() == (tmp_path / "run" / "model.pkl").read_bytes()

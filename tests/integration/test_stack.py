@@ -300,3 +300,49 @@ def test_deploy_with_an_encrypted_keystore(
     assert again.returncode == 0, again.stderr
     assert f"ModelRegistry already deployed at {registry.address}" in again.stdout
     assert Deployment.read(target) == deployment
+
+
+def test_the_state_is_ours_alone_and_the_kubo_key_stays_private(stack: Stack) -> None:
+    for folder in (stack.state_dir, stack.run_dir, stack.log_dir, stack.ipfs_repo):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    config = stack.ipfs_repo / "config"
+    assert config.stat().st_mode & 0o777 == 0o600  # rewritten by up, still private
+    assert "PrivKey" in config.read_text(encoding="utf-8")
+
+
+def test_rewriting_a_readable_kubo_config_makes_it_private(tmp_path: Path) -> None:
+    from provenance.stack import configure_kubo_repo
+
+    config = tmp_path / "config"
+    config.write_text(json.dumps({"Addresses": {}, "Identity": {"PrivKey": "k"}}))
+    config.chmod(0o644)  # what an earlier version left behind
+    configure_kubo_repo(
+        tmp_path, api="/ip4/127.0.0.1/tcp/1", gateway="/ip4/127.0.0.1/tcp/2", swarm_port=0
+    )
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert json.loads(config.read_text())["Identity"] == {"PrivKey": "k"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]
+
+
+def test_anvil_answers_no_web_page(stack: Stack) -> None:
+    """Its dev accounts are unlocked: a page on another origin must not be able to use them."""
+    import httpx
+
+    url = stack.config.chain.rpc_url
+    origin = {"Origin": "http://attacker.test"}
+    preflight = httpx.options(
+        url,
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    call = httpx.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "eth_accounts", "params": []},
+        headers=origin,
+    )
+    assert call.status_code == 200 and call.json()["result"]
+    assert "access-control-allow-origin" not in call.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -39,6 +40,14 @@ def node_account(
             f.write(Account.create().key.hex() + "\n")
     account: LocalAccount = Account.from_key(path.read_text(encoding="utf-8").strip())
     return account
+
+
+class _Stopped(Exception):
+    """SIGTERM after the server shut down cleanly."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 @app.command()
@@ -87,6 +96,12 @@ def serve(
             help="A registrant whose models may be served (repeatable; with [trust] registrants).",
         ),
     ] = None,
+    max_backlog: Annotated[
+        int, typer.Option(help="/healthz fails when more outputs than this wait for the chain.")
+    ] = 10_000,
+    max_backlog_age: Annotated[
+        float, typer.Option(help="...or when the oldest of them waited longer than this (s).")
+    ] = 60.0,
 ) -> None:
     """Serve a registered model over HTTP, each prediction attested on chain.
 
@@ -179,18 +194,31 @@ def serve(
             max_age=max_age,
         )
         attestor.start()
-        app_ = create_app(served, attestor, registry, max_request_bytes=max_request_bytes)
+        # the app owns the attestor and the model from here: its shutdown (SIGTERM or SIGINT)
+        # anchors what the journal holds, closes it and stops the model's container
+        app_ = create_app(
+            served,
+            attestor,
+            registry,
+            max_request_bytes=max_request_bytes,
+            max_backlog=max_backlog,
+            max_backlog_age=max_backlog_age,
+            on_shutdown=err.print,
+        )
         say(
             f"serving {served.certificate.model_name} (0x{mid.hex()}) from its {served.source}"
             f"{' ' + served.image_id if served.image_id else ''} on http://{host}:{port} "
             f"- node {node.address}; OpenAPI at /docs"
         )
+        # uvicorn re-raises the signal it stopped on once it has shut down; SIGTERM's default
+        # action would then kill the process before the clean-up below
+        previous = signal.signal(signal.SIGTERM, _stopped)
         try:
             uvicorn.run(app_, host=host, port=port, log_level="warning")
+        except _Stopped:
+            pass
         finally:
-            attestor.flush()
-            attestor.close()
-            err.print(f"stopped; every recorded output is anchored (node {node.address})")
+            signal.signal(signal.SIGTERM, previous)
     finally:
         served.close()
         storage.close()

@@ -20,8 +20,13 @@ HTTP: ``POST /predict`` (``{"instances": rows, "method": "predict"}``, at most
 number of the record and, with ``?wait=true``, the anchored receipt. The input digest is the
 sha-256 of the request body as sent; the output digest is the sha-256 of the RFC 8785 bytes of
 ``{"predictions": [...]}``. ``GET /receipts/{sequence}`` answers a receipt once its batch is
-anchored (202 while it waits), ``GET /healthz`` the model's state on chain (503 once it is
-revoked: predictions stop), ``GET /openapi.json`` the schema.
+anchored (202 while it waits), ``GET /healthz`` the model's state on chain and how the
+background anchoring fares (503 with the reason once the model is revoked, the chain cannot be
+read, the anchoring loop stopped or its backlog is too large or too old), ``GET /openapi.json``
+the schema. ``/predict`` takes ``application/json`` only (415 otherwise: a cross-site form
+cannot spend gas); a failing chain, journal or model container is a 503 ``{"error": "..."}``,
+never a traceback; an answer leaves only once its record is journaled. The application owns the
+model and the attestor: its shutdown anchors what the journal holds and stops the model.
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import shutil
+import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -41,7 +50,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from provenance.attest import Attestor
+from provenance.attest import AnchoringHealth, Attestor
 from provenance.certificate import MAX_BODY_SIZE, Certificate, parse_certificate, raw_block_cid
 from provenance.chain.types import Status
 from provenance.errors import (
@@ -50,6 +59,7 @@ from provenance.errors import (
     IntegrityError,
     PolicyError,
     ProvenanceError,
+    ServiceError,
 )
 from provenance.hashing import format_digest, parse_digest
 from provenance.manifest import verify_manifest
@@ -57,6 +67,10 @@ from provenance.manifest import verify_manifest
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ROWS = 10_000
+MAX_BACKLOG = 10_000
+"""/healthz answers 503 when more outputs than this wait for the chain..."""
+MAX_BACKLOG_AGE = 60.0
+"""...or when the oldest of them has waited longer than this (seconds)."""
 
 
 class ModelSource(Protocol):
@@ -213,9 +227,7 @@ def _from_artifacts(
             "serving from files supports one pickled scikit-learn model"
         )
     target = workdir / model.manifest.files[0].path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    storage.get_path(model.url.removeprefix("ipfs://"), target)
-    verify_manifest(model.manifest, target)  # before anything unpickles it
+    _fetch_verified(model.manifest, model.url.removeprefix("ipfs://"), storage, workdir, target)
     import pickle
 
     with open(target, "rb") as f:
@@ -234,6 +246,55 @@ def _from_artifacts(
         return list(result.tolist())
 
     return ServedModel(model_id, certificate, "artifacts", predict)
+
+
+_INCOMING = ".incoming-"
+
+
+def _fetch_verified(manifest: Any, cid: str, storage: Any, workdir: Path, target: Path) -> None:
+    """Put the certified file at ``target``: a file already there is reused only when it has
+    the manifest's digest (else removed); otherwise it is fetched into a temporary folder in
+    ``workdir``, verified there and only then moved into place. Leftovers of an interrupted
+    fetch are removed, never trusted. Nothing is unpickled before this returns."""
+    try:
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for leftover in workdir.glob(_INCOMING + "*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"cannot prepare the model folder {workdir}: {exc}") from exc
+    if target.is_symlink() or target.exists():
+        try:
+            if target.is_symlink() or not target.is_file():
+                raise IntegrityError(f"{target} is not a regular file")
+            verify_manifest(manifest, target)
+            return  # a verified file from an earlier start
+        except IntegrityError:
+            _remove(target)
+    incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=workdir))
+    try:
+        fetched = incoming / target.name
+        storage.get_path(cid, fetched)
+        try:
+            verify_manifest(manifest, fetched)  # before anything unpickles it
+        except IntegrityError as exc:
+            detail = str(exc).removeprefix(f"{fetched}: ")
+            raise IntegrityError(f"{target}: {detail}") from exc
+        os.replace(fetched, target)
+    except OSError as exc:
+        raise ServiceError(f"cannot put the model file at {target}: {exc}") from exc
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"cannot remove the unverified {path}: {exc}") from exc
 
 
 def _from_image(
@@ -292,8 +353,22 @@ class PredictResponse(BaseModel):
     receipt: dict[str, Any] | None = None
 
 
+class Anchoring(BaseModel):
+    """The background anchoring: its loop, and the outputs still waiting for the chain."""
+
+    running: bool
+    backlog: int
+    backlog_age: float | None
+    failures: int
+    last_error: str | None
+    last_success: float | None
+
+
 class Health(BaseModel):
-    status: Literal["ok", "revoked", "tainted", "unregistered"]
+    """``status`` is the model's state on chain ("unknown" while the chain cannot be read);
+    ``error`` says why the service is not healthy (None when it is: a 200)."""
+
+    status: Literal["ok", "revoked", "tainted", "unregistered", "unknown"]
     model_id: str
     model_name: str
     model_digest: str
@@ -302,11 +377,38 @@ class Health(BaseModel):
     node: str
     pending: int
     last_error: str | None
+    anchoring: Anchoring
+    error: str | None
 
 
 def output_bytes(predictions: list[Any]) -> bytes:
-    """What the output digest is taken over: RFC 8785 bytes of ``{"predictions": [...]}``."""
+    """What the output digest is taken over: RFC 8785 bytes of ``{"predictions": [...]}``.
+    ValueError for values JSON cannot carry (NaN, Infinity, integers beyond 2**53)."""
     return bytes(rfc8785.dumps({"predictions": predictions}))
+
+
+def anchoring_problem(
+    health: AnchoringHealth, *, max_backlog: int, max_backlog_age: float
+) -> str | None:
+    """Why the anchoring is unhealthy (its loop died, or too much or too old a backlog)."""
+    if not health.running:
+        return "the anchoring loop is not running" + (
+            f" (last error: {health.last_error})" if health.last_error else ""
+        )
+    late = health.backlog_age is not None and health.backlog_age > max_backlog_age
+    if health.backlog > max_backlog or late:
+        age = 0.0 if health.backlog_age is None else health.backlog_age
+        return (
+            f"{health.backlog} outputs wait to be anchored, the oldest for {age:.0f} s "
+            f"(at most {max_backlog} and {max_backlog_age:g} s)"
+            + (f"; last error: {health.last_error}" if health.last_error else "")
+        )
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__
 
 
 class _Status:
@@ -342,9 +444,42 @@ def create_app(
     *,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     status_ttl: float = 5.0,
+    max_backlog: int = MAX_BACKLOG,
+    max_backlog_age: float = MAX_BACKLOG_AGE,
+    on_shutdown: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The FastAPI application of one served model (see the module docstring)."""
+    """The FastAPI application of one served model (see the module docstring).
+
+    The application owns ``served`` and ``attestor`` from its start: when it shuts down (the
+    server stops, on SIGTERM as on SIGINT) it anchors what the journal holds, closes the journal
+    and stops the model (its container); ``on_shutdown`` then gets a one-line account."""
     mid = "0x" + served.model_id.hex()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        from starlette.concurrency import run_in_threadpool
+
+        message = await run_in_threadpool(_shut_down)
+        if on_shutdown is not None:
+            on_shutdown(message)
+
+    def _shut_down() -> str:
+        node = attestor.node.address
+        try:
+            try:
+                attestor.flush()
+                message = f"stopped; every recorded output is anchored (node {node})"
+            except Exception as exc:  # the journal keeps them for the next start
+                message = (
+                    f"stopped; {attestor.pending()} recorded outputs are not anchored yet, they "
+                    f"stay in the journal for the next start (node {node}): {_one_line(exc)}"
+                )
+            attestor.close()
+        finally:
+            served.close()
+        return message
+
     app = FastAPI(
         title=f"provenance: {served.certificate.model_name}",
         version="1",
@@ -352,12 +487,24 @@ def create_app(
             f"Predictions of model {mid} ({served.model_digest}), each attested on chain by node "
             f"{attestor.node.address}."
         ),
+        lifespan=lifespan,
     )
     state = _Status(served.model_id, registry, status_ttl)
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> JSONResponse:
-        status = state.get()
+        problems = []
+        try:
+            status = state.get()
+        except ProvenanceError as exc:
+            status = "unknown"
+            problems.append(f"the model's state on chain cannot be read: {_one_line(exc)}")
+        if status not in ("ok", "unknown"):
+            problems.insert(0, f"model {mid} is {status} on chain; not serving")
+        loop = attestor.health()
+        problem = anchoring_problem(loop, max_backlog=max_backlog, max_backlog_age=max_backlog_age)
+        if problem is not None:
+            problems.append(problem)
         body = Health(
             status=status,
             model_id=mid,
@@ -366,10 +513,12 @@ def create_app(
             source=served.source,
             image_id=served.image_id,
             node=attestor.node.address,
-            pending=attestor.pending(),
-            last_error=None if attestor.last_error is None else str(attestor.last_error),
+            pending=loop.backlog,
+            last_error=loop.last_error,
+            anchoring=Anchoring(**vars(loop)),
+            error="; ".join(problems) or None,
         )
-        return JSONResponse(body.model_dump(), status_code=200 if status == "ok" else 503)
+        return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
 
     @app.post(
         "/predict",
@@ -383,11 +532,22 @@ def create_app(
         responses={
             400: {"description": "not JSON, or the model cannot answer it"},
             413: {"description": "larger than the service accepts"},
+            415: {"description": "not sent as application/json"},
             422: {"description": "not a list of rows and a method"},
-            503: {"description": "the model was revoked (or an ancestor): not serving"},
+            500: {"description": "the model answered something JSON cannot carry"},
+            503: {
+                "description": "the model was revoked (or an ancestor), or the chain, the "
+                "journal or the model's container failed: not serving"
+            },
         },
     )
     async def predict(request: Request, wait: bool = False) -> PredictResponse:
+        # a form post from any web page would spend gas: only JSON, which needs a CORS preflight
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            raise HTTPException(
+                415, f"the request must be sent as application/json, not {kind or 'untyped'}"
+            )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
             raise HTTPException(
@@ -424,8 +584,13 @@ def create_app(
             predictions = served.predictor(list(parsed.instances), parsed.method)
         except RequestRefused as exc:
             raise HTTPException(400, str(exc)) from None
-        out = output_bytes(predictions)
-        record = attestor.record(body, out)
+        try:
+            out = output_bytes(predictions)
+        except (ValueError, TypeError) as exc:  # NaN, Infinity: not JSON; nothing is recorded
+            raise HTTPException(
+                500, f"the model answered values JSON cannot carry ({exc}); nothing was recorded"
+            ) from None
+        record = attestor.record(body, out)  # journaled (synced) before the answer leaves
         receipt = None
         if wait:
             attestor.flush()
@@ -464,6 +629,20 @@ def create_app(
     async def _error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
+    # the chain, IPFS, the journal or the model's container failed: a 503 the client can retry,
+    # one line, no traceback
+    @app.exception_handler(ProvenanceError)
+    async def _unavailable(_: Request, exc: ProvenanceError) -> JSONResponse:
+        return JSONResponse({"error": _one_line(exc)}, status_code=503)
+
+    @app.exception_handler(OSError)
+    async def _io(_: Request, exc: OSError) -> JSONResponse:
+        return JSONResponse({"error": f"the service failed: {_one_line(exc)}"}, status_code=503)
+
+    @app.exception_handler(sqlite3.Error)
+    async def _journal(_: Request, exc: sqlite3.Error) -> JSONResponse:
+        return JSONResponse({"error": f"the journal failed: {_one_line(exc)}"}, status_code=503)
+
     return app
 
 
@@ -494,6 +673,7 @@ __all__ = [
     "PredictResponse",
     "RequestRefused",
     "ServedModel",
+    "anchoring_problem",
     "check_servable",
     "check_trusted_registrant",
     "create_app",
