@@ -107,7 +107,7 @@ def test_anvil_dies_while_serve_answers_nothing_is_lost(stack: Stack, tmp_path: 
         argv = [
             str(PROVENANCE), "serve", "--model-id", "0x" + certificate.model_id.hex(),
             "--source", "artifacts", "--port", str(port), "--max-age", "0.3",
-            "--max-backlog-age", "4",
+            "--max-backlog-age", "4", "--trust", ALICE.address,
         ]  # fmt: skip
         process = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -733,6 +733,8 @@ def test_provenance_serve_starts_again_after_a_crash(
                 str(port),
                 "--max-age",
                 "0.3",
+                "--trust",
+                ALICE.address,
             ],
             env=cli_env,
             stdout=subprocess.PIPE,
