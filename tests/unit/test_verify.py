@@ -721,6 +721,30 @@ def test_verify_output_on_a_receipt_with_a_zeroed_signature_is_one_line(tmp_path
     )
 
 
+def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
+    """A receipt signed by anyone's key is self-consistent: offline it passes every check it
+    can make, and the last line used to read "verified: every required check passed"."""
+    import subprocess
+    import sys
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    (tmp_path / "r.json").write_text(json.dumps(_receipt(31337, trusted).to_json()))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json", "--offline",
+         "--attestor", trusted],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "receipt-anchored: not checked (offline)" in lines[-2]
+    assert lines[-1] == (
+        "NOT verified on chain (offline): the receipt is self-consistent and names the trusted "
+        "chain and OutputAttestor, but neither its anchoring, nor the node's authorisation, nor "
+        "the model was checked"
+    )
+    assert "verified: every required check passed" not in result.stdout
+
+
 def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
     from provenance.errors import ConfigError
     from provenance.verify import CheckName, Policy, Verifier
