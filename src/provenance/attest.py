@@ -225,7 +225,13 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Receipt:
+        """The receipt of :meth:`to_json`; IntegrityError ("not a valid output receipt: ...")
+        for anything else, including integers out of their ABI range, a node or contract that
+        is not an address and a signature that is not 65 bytes (checked here, so the
+        signature and chain checks never meet a value they cannot encode)."""
         try:
+            if data.get("version", 1) != 1:
+                raise ValueError(f"version {data['version']!r} is not 1")
             r = data["record"]
             b = data["batch"]
             assert isinstance(r, dict) and isinstance(b, dict)
@@ -234,31 +240,34 @@ class Receipt:
                 _unhex(r["model_digest"]),
                 _unhex(r["input_digest"]),
                 _unhex(r["output_digest"]),
-                int(r["sequence"]),
-                int(r["timestamp"]),
+                _uint(r["sequence"], 64, "record.sequence"),
+                _uint(r["timestamp"], 64, "record.timestamp"),
             )
             batch = Batch(
                 record.model_id,
                 record.model_digest,
                 _unhex(b["root"]),
-                int(b["first_sequence"]),
-                int(b["count"]),
-                int(b["timestamp"]),
+                _uint(b["first_sequence"], 64, "batch.first_sequence"),
+                _uint(b["count"], 32, "batch.count"),
+                _uint(b["timestamp"], 64, "batch.timestamp"),
             )
             proof = data["proof"]
             assert isinstance(proof, list)
             block = data.get("block")
             transaction = data.get("transaction")
+            chain_id = _uint(data["chain_id"], 256, "chain_id")
+            if chain_id == 0:
+                raise ValueError("chain_id 0 is not a chain")
             return cls(
                 record=record,
                 batch=batch,
                 proof=tuple(_unhex(p) for p in proof),
-                signature=_unhex(data["signature"], size=None),
-                node=str(data["node"]),
-                chain_id=int(str(data["chain_id"])),
-                contract=str(data["contract"]),
+                signature=_unhex(data["signature"], size=65),
+                node=_address(data["node"], "node"),
+                chain_id=chain_id,
+                contract=_address(data["contract"], "contract"),
                 transaction=None if transaction is None else str(transaction),
-                block=None if block is None else int(str(block)),
+                block=None if block is None else _uint(block, 64, "block"),
             )
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             raise IntegrityError(f"not a valid output receipt: {exc!r}") from exc
@@ -266,6 +275,24 @@ class Receipt:
 
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
+
+
+def _uint(value: object, bits: int, what: str) -> int:
+    """An integer (or its decimal text) that fits the ABI's ``uint<bits>``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    number = int(value)
+    if not 0 <= number < 1 << bits:
+        raise ValueError(f"{what} {number} is not a uint{bits}")
+    return number
+
+
+def _address(value: object, what: str) -> str:
+    from eth_utils.address import is_address
+
+    if not isinstance(value, str) or not is_address(value):
+        raise ValueError(f"{what} {value!r} is not an address")
+    return value
 
 
 def _unhex(value: object, size: int | None = 32) -> bytes:
@@ -309,8 +336,11 @@ def verify_receipt_offline(
     over the batch. Raises IntegrityError on the first failure."""
     import hashlib
 
+    from eth_abi.exceptions import EncodingError
     from eth_account import Account
     from eth_account.messages import encode_typed_data
+    from eth_keys.exceptions import BadSignature
+    from eth_utils.exceptions import ValidationError
 
     r, b = receipt.record, receipt.batch
     if input_data is not None and hashlib.sha256(input_data).digest() != r.input_digest:
@@ -327,13 +357,19 @@ def verify_receipt_offline(
         raise IntegrityError(
             f"sequence {r.sequence} is outside the batch's range {b.first_sequence}..{b.first_sequence + b.count - 1}"
         )
-    verify_output_proof(b.root, receipt.proof, r)
-    signable = encode_typed_data(
-        full_message=batch_typed_data(b, receipt.chain_id, receipt.contract)
-    )
+    try:
+        verify_output_proof(b.root, receipt.proof, r)
+    except OverflowError as exc:  # a Receipt built with out-of-range values
+        raise IntegrityError(f"the receipt's record cannot be encoded: {exc}") from exc
+    try:
+        signable = encode_typed_data(
+            full_message=batch_typed_data(b, receipt.chain_id, receipt.contract)
+        )
+    except (ValueError, TypeError, EncodingError) as exc:
+        raise IntegrityError(f"the receipt's batch cannot be encoded: {exc}") from exc
     try:
         signer = Account.recover_message(signable, signature=receipt.signature)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, BadSignature, ValidationError) as exc:
         raise IntegrityError(f"the batch signature is malformed: {exc}") from exc
     if signer.lower() != receipt.node.lower():
         raise IntegrityError(f"the batch is signed by {signer}, not by the node {receipt.node}")

@@ -409,3 +409,63 @@ def test_serving_an_untrusted_registrants_model_is_refused_before_loading(
         registrants=[MALLORY.address],
     )
     served.close()
+
+
+# -- 6. the explorer's verification tab ---------------------------------------------------------
+
+
+def test_the_explorer_verifies_against_the_configured_trust_roots(
+    stack_config_path: Path, cli_env: dict[str, str], attacker: Trained, victim: Trained
+) -> None:
+    """`provenance explorer` used to build its verification report without the config's
+    [trust] section: Mallory's model read "ok" there (an open-registry warning) while
+    `provenance verify` refused it."""
+    import subprocess
+    import urllib.request
+
+    from provenance.stack import free_port
+    from tests.integration.test_stack import PROVENANCE
+
+    trusting = stack_config_path.with_name("trusting.toml")  # same folder: same state dir
+    trusting.write_text(
+        stack_config_path.read_text(encoding="utf-8")
+        + f'\n[trust]\nregistrants = ["{ALICE.address}"]\n',
+        encoding="utf-8",
+    )
+    env = {**cli_env, "PROVENANCE_CONFIG": str(trusting)}
+    port = free_port()
+    server = subprocess.Popen(
+        [str(PROVENANCE), "explorer", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def report(model: Trained) -> Any:
+            url = f"http://127.0.0.1:{port}/api/models/0x{model.certificate.model_id.hex()}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/verification", timeout=60) as answer:
+                        return json.load(answer)
+                except OSError:
+                    assert server.poll() is None, server.communicate()[1]
+                    assert time.monotonic() < deadline, "the explorer did not start"
+                    time.sleep(0.2)
+
+        mallory = report(attacker)
+        assert mallory["ok"] is False
+        first = mallory["first_failure"]
+        assert (first["name"], first["detail"], first["error"]) == (
+            "trusted",
+            f"registrant {MALLORY.address} is not in the trust list",
+            "PolicyError",
+        )
+        alice = report(victim)
+        trusted = next(c for c in alice["checks"] if c["name"] == "trusted")
+        assert trusted["status"] == "pass", alice
+    finally:
+        server.terminate()  # the process this test started
+        server.wait(timeout=30)

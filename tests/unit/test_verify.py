@@ -645,6 +645,106 @@ def _receipt(chain_id: int, contract: str) -> Any:
     return Receipt(record, batch, (), signature, node.address, chain_id, contract)
 
 
+MALFORMED_RECEIPTS = [
+    ("record", "sequence", -1, "ValueError('record.sequence -1 is not a uint64')"),
+    ("batch", "count", 1 << 32, f"ValueError('batch.count {1 << 32} is not a uint32')"),
+    ("batch", "timestamp", 1 << 64, f"ValueError('batch.timestamp {1 << 64} is not a uint64')"),
+    ("batch", "count", True, "ValueError('batch.count True is not an integer')"),
+    (None, "node", "bob", "ValueError(\"node 'bob' is not an address\")"),
+    (None, "contract", "bob", "ValueError(\"contract 'bob' is not an address\")"),
+    (None, "chain_id", -5, "ValueError('chain_id -5 is not a uint256')"),
+    (None, "signature", "0x1234", "ValueError(\"'0x1234' is not 65 bytes\")"),
+    (None, "version", 2, "ValueError('version 2 is not 1')"),
+]
+
+
+@pytest.mark.parametrize(("part", "key", "value", "why"), MALFORMED_RECEIPTS)
+def test_a_malformed_receipt_fails_its_receipt_check_instead_of_crashing(
+    part: str | None, key: str, value: Any, why: str
+) -> None:
+    """Values the ABI cannot encode used to escape as OverflowError / ValueOutOfBounds /
+    EncodingTypeError (a traceback from `verify-output`), and a node that is no address would
+    reach the event filter of the on-chain check."""
+    from provenance.verify import CheckName, Policy, Verifier
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    data = _receipt(31337, trusted).to_json()
+    (data if part is None else data[part])[key] = value
+    policy = Policy(chain_id=31337, registry="0x" + "11" * 20, attestor=trusted)
+    report = Verifier(policy, registry=None, storage=None).receipt(data)
+    failure = report.first_failure()
+    assert failure is not None and (failure.name, failure.detail, failure.error) == (
+        CheckName.RECEIPT,
+        f"not a valid output receipt: {why}",
+        IntegrityError,
+    )
+
+
+@pytest.mark.parametrize("signature", ["00" * 65, "11" * 64 + "63"])
+def test_an_unrecoverable_signature_is_a_failed_receipt_check(signature: str) -> None:
+    """eth-keys' BadSignature used to escape verify_receipt_offline (a traceback)."""
+    from dataclasses import replace
+
+    from provenance.attest import verify_receipt_offline
+    from provenance.verify import CheckName, Policy, Verifier
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    receipt = replace(_receipt(31337, trusted), signature=bytes.fromhex(signature))
+    with pytest.raises(IntegrityError) as info:
+        verify_receipt_offline(receipt)
+    assert str(info.value) == "the batch signature is malformed: failed to recover ECDSA public key"
+    policy = Policy(chain_id=31337, registry="0x" + "11" * 20, attestor=trusted)
+    check = Verifier(policy, registry=None, storage=None).receipt(receipt).first_failure()
+    assert check is not None and check.name == CheckName.RECEIPT
+    # a Receipt built in Python with a value the ABI cannot hold is a failure too
+    negative = replace(receipt, batch=replace(receipt.batch, timestamp=-1))
+    with pytest.raises(IntegrityError, match=r"^the receipt's batch cannot be encoded: "):
+        verify_receipt_offline(negative)
+
+
+def test_verify_output_on_a_receipt_with_a_zeroed_signature_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    data = _receipt(31337, trusted).to_json()
+    data["signature"] = "0x" + "00" * 65
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json", "--offline",
+         "--attestor", trusted],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        "error: receipt: the batch signature is malformed: failed to recover ECDSA public key\n"
+    )
+
+
+def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
+    """A receipt signed by anyone's key is self-consistent: offline it passes every check it
+    can make, and the last line used to read "verified: every required check passed"."""
+    import subprocess
+    import sys
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    (tmp_path / "r.json").write_text(json.dumps(_receipt(31337, trusted).to_json()))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json", "--offline",
+         "--attestor", trusted],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "receipt-anchored: not checked (offline)" in lines[-2]
+    assert lines[-1] == (
+        "NOT verified on chain (offline): the receipt is self-consistent and names the trusted "
+        "chain and OutputAttestor, but neither its anchoring, nor the node's authorisation, nor "
+        "the model was checked"
+    )
+    assert "verified: every required check passed" not in result.stdout
+
+
 def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
     from provenance.errors import ConfigError
     from provenance.verify import CheckName, Policy, Verifier

@@ -26,8 +26,10 @@ def explorer(
     from provenance.server.explorer import create_explorer_app
     from provenance.stack import Stack
     from provenance.storage import open_storage
+    from provenance.verify.policy import policy_from_config
 
     config = _config()
+    policy = policy_from_config(config)  # the verification tab checks the config's trust roots
     registry = open_registry(config)
     index = synced_index(config, registry)
     storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
@@ -38,6 +40,7 @@ def explorer(
         storage,
         None if attestor is None else attestor[0],
         attestor_from_block=0 if attestor is None else attestor[1],
+        policy=policy,
     )
     err.print(f"explorer at http://{host}:{port}/ (Ctrl-C stops it)", highlight=False)
     try:

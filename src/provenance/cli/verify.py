@@ -20,7 +20,7 @@ from provenance.cli._common import tools as _tools
 from provenance.config import Config
 from provenance.errors import ConfigError, ServiceError
 from provenance.verify.policy import policy_from_config
-from provenance.verify.report import CheckStatus, Report
+from provenance.verify.report import CheckName, CheckStatus, Report
 from provenance.verify.verifier import Verifier, as_id
 
 if TYPE_CHECKING:
@@ -98,7 +98,20 @@ def render(report: Report) -> None:
         out.print(line, soft_wrap=True, highlight=False)
     failures = report.failures()
     warnings = sum(1 for c in report.checks if c.status is CheckStatus.WARN)
-    if not failures:
+    anchored = report.check(CheckName.RECEIPT_ANCHORED)
+    if not failures and anchored is not None and anchored.status is CheckStatus.SKIP:
+        # offline: anyone's key signs a self-consistent receipt; only the chain tells
+        out.print(
+            Text(
+                "NOT verified on chain (offline): the receipt is self-consistent and names the "
+                "trusted chain and OutputAttestor, but neither its anchoring, nor the node's "
+                "authorisation, nor the model was checked",
+                "yellow",
+            ),
+            soft_wrap=True,
+            highlight=False,
+        )
+    elif not failures:
         note = f", {warnings} warning(s)" if warnings else ""
         out.print(
             Text(f"verified: every required check passed{note}", "green"),

@@ -25,6 +25,7 @@ names and certificates are cached by certificate digest, which makes them immuta
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from provenance.chain.attestor import AttestorContract
     from provenance.chain.registry import Registry
     from provenance.storage.protocol import Storage
+    from provenance.verify.policy import Policy
 
 STATIC = Path(__file__).with_name("explorer_static")
 MAX_RESULTS = 50
@@ -78,6 +80,7 @@ class Explorer:
         *,
         attestor_from_block: int = 0,
         trusted_registrants: Sequence[str] | None = None,
+        policy: Policy | None = None,
         dot: str = "dot",
         sync_interval: float = 1.0,
     ) -> None:
@@ -89,6 +92,7 @@ class Explorer:
         self.attestor = attestor
         self.attestor_from_block = attestor_from_block
         self.trusted_registrants = trusted_registrants
+        self.policy = policy
         self.dot = dot
         self.sync_interval = sync_interval
         self._local = threading.local()
@@ -250,16 +254,21 @@ class Explorer:
 
     def verification(self, model_id: str) -> dict[str, Any]:
         mid, _, _ = self.model(model_id)
-        from provenance.verify.verifier import report_for_model
+        from provenance.verify.verifier import Verifier, report_for_model
 
         # never fetches training data: a page view must not download datasets
-        report = report_for_model(
-            mid,
-            registry=self.registry,
-            storage=self.storage,
-            trusted_registrants=self.trusted_registrants,
-            fetch_data=False,
-        )
+        if self.policy is not None:
+            policy = dataclasses.replace(self.policy, fetch_data=False)
+            verifier = Verifier(policy, registry=self.registry, storage=self.storage)
+            report = verifier.model(mid)
+        else:
+            report = report_for_model(
+                mid,
+                registry=self.registry,
+                storage=self.storage,
+                trusted_registrants=self.trusted_registrants,
+                fetch_data=False,
+            )
         result: dict[str, Any] = report.to_json()
         return result
 
@@ -339,9 +348,13 @@ def create_explorer_app(
     *,
     attestor_from_block: int = 0,
     trusted_registrants: Sequence[str] | None = None,
+    policy: Policy | None = None,
     dot: str = "dot",
 ) -> FastAPI:
-    """The explorer's FastAPI app over these clients (see the module docstring)."""
+    """The explorer's FastAPI app over these clients (see the module docstring). With a
+    ``policy`` (the ``explorer`` command passes the config's trust roots) the verification
+    report is checked against it; else the registry client and ``trusted_registrants`` are
+    trusted."""
     explorer = Explorer(
         registry,
         index,
@@ -349,6 +362,7 @@ def create_explorer_app(
         attestor,
         attestor_from_block=attestor_from_block,
         trusted_registrants=trusted_registrants,
+        policy=policy,
         dot=dot,
     )
     app = FastAPI(title="provenance explorer", docs_url="/api/docs", redoc_url=None)
