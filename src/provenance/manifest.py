@@ -67,7 +67,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 
 from provenance import hashing
 from provenance.errors import CertificateError, ConfigError, IntegrityError
@@ -84,6 +92,7 @@ from provenance.hashing import (
     parse_digest,
     verify_merkle_proof,
 )
+from provenance.untrusted import unsafe_path_reason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,11 +129,24 @@ def digest_of(value: BaseModel | JsonValue) -> str:
 # -- file manifests ---------------------------------------------------------------------------
 
 
+def _safe_path(value: str) -> str:
+    """A manifest path names a file inside the manifest's folder, and nothing else."""
+    reason = unsafe_path_reason(value)
+    if reason is not None:
+        raise ValueError(f"unsafe path {value!r}: {reason}")
+    return value
+
+
+SafePath = Annotated[str, Field(min_length=1), AfterValidator(_safe_path)]
+"""A relative POSIX path that stays inside its folder: no absolute path, ``..``/``.`` or
+empty segment, backslash, NUL or other control character."""
+
+
 class FileEntry(Frozen):
     """One file: POSIX path relative to the manifest's root, size, digest (plain SHA-256, or the
     shard-list digest when ``shard_size`` is set)."""
 
-    path: Annotated[str, Field(min_length=1)]
+    path: SafePath
     size: Annotated[int, Field(ge=0)]
     digest: Digest
     shard_size: Annotated[int, Field(gt=0)] | None = None
@@ -176,6 +198,9 @@ def manifest_of_files(
     progress: Progress | None = None,
 ) -> FileManifest:
     """The manifest of named files (name: POSIX path as recorded)."""
+    for name in files:
+        if (reason := unsafe_path_reason(name)) is not None:
+            raise IntegrityError(f"{name!r} cannot be recorded in a manifest: {reason}")
     digests = hashing.hash_files(
         files.values(), shard_size=shard_size, workers=workers, progress=progress
     )

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from rich.markup import escape
 from web3 import Web3
 
 from provenance.config import Config, is_loopback_url, load_config
 from provenance.errors import ConfigError
 from provenance.stack import Tools
+from provenance.untrusted import printable
 
 out = Console()
 err = Console(stderr=True)
@@ -21,13 +23,32 @@ err = Console(stderr=True)
 
 class _State:
     config_path: Path | None = None
+    announced: bool = False
 
 
 state = _State()
 
 
 def config() -> Config:
-    return load_config(os.environ, cwd=Path.cwd(), explicit=state.config_path)
+    """The configuration; a ``provenance.toml`` picked up from the working directory is named
+    on stderr (once), since any folder can hold one."""
+    cwd = Path.cwd()
+    loaded = load_config(os.environ, cwd=cwd, explicit=state.config_path)
+    if (
+        not state.announced
+        and state.config_path is None
+        and not os.environ.get("PROVENANCE_CONFIG")
+        and loaded.source == cwd / "provenance.toml"
+    ):
+        state.announced = True
+        err.print(f"using config file {shown(loaded.source)} (from the working directory)")
+    return loaded
+
+
+def shown(text: object) -> str:
+    """Untrusted text (names, messages, paths from documents) for printing with Rich: control
+    characters escaped, markup brackets escaped."""
+    return escape(printable(text))
 
 
 def tools() -> Tools:
