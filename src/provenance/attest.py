@@ -20,6 +20,7 @@ the SDK for inference services, adds a SQLite journal and talks to the chain onl
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternat
 
 from provenance.chain.types import EIP712_DOMAIN_TYPES
 from provenance.errors import ConfigError, IntegrityError, ProvenanceError
+from provenance.untrusted import keep_recursion_limit
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -223,43 +225,69 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Receipt:
+        """A receipt from its JSON form; numbers must be JSON integers in their ABI range
+        (``1.5``, ``true`` or ``"1"`` are refused, not coerced), hex fields hex, addresses
+        20-byte ``0x`` hex. Raises IntegrityError with a one-line reason."""
         try:
+            if not isinstance(data, dict):
+                raise ValueError("a receipt is a JSON object")
             r = data["record"]
             b = data["batch"]
-            assert isinstance(r, dict) and isinstance(b, dict)
+            if not isinstance(r, dict) or not isinstance(b, dict):
+                raise ValueError("record and batch must be objects")
             record = OutputRecord(
                 _unhex(r["model_id"]),
                 _unhex(r["model_digest"]),
                 _unhex(r["input_digest"]),
                 _unhex(r["output_digest"]),
-                int(r["sequence"]),
-                int(r["timestamp"]),
+                _uint(r["sequence"], 64, "record.sequence"),
+                _uint(r["timestamp"], 64, "record.timestamp"),
             )
             batch = Batch(
                 record.model_id,
                 record.model_digest,
                 _unhex(b["root"]),
-                int(b["first_sequence"]),
-                int(b["count"]),
-                int(b["timestamp"]),
+                _uint(b["first_sequence"], 64, "batch.first_sequence"),
+                _uint(b["count"], 32, "batch.count"),
+                _uint(b["timestamp"], 64, "batch.timestamp"),
             )
             proof = data["proof"]
-            assert isinstance(proof, list)
+            if not isinstance(proof, list):
+                raise ValueError("proof must be a list")
             block = data.get("block")
             transaction = data.get("transaction")
             return cls(
                 record=record,
                 batch=batch,
                 proof=tuple(_unhex(p) for p in proof),
-                signature=_unhex(data["signature"], size=None),
-                node=str(data["node"]),
-                chain_id=int(str(data["chain_id"])),
-                contract=str(data["contract"]),
+                signature=_unhex(data["signature"], size=65),
+                node=_address(data["node"], "node"),
+                chain_id=_uint(data["chain_id"], 256, "chain_id"),
+                contract=_address(data["contract"], "contract"),
                 transaction=None if transaction is None else str(transaction),
-                block=None if block is None else int(str(block)),
+                block=None if block is None else _uint(block, 64, "block"),
             )
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
-            raise IntegrityError(f"not a valid output receipt: {exc!r}") from exc
+        except KeyError as exc:
+            raise IntegrityError(
+                f"not a valid output receipt: {exc.args[0]!r} is missing"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise IntegrityError(f"not a valid output receipt: {exc}") from None
+
+
+def _uint(value: object, bits: int, name: str) -> int:
+    """A JSON integer (not a bool, float or string) that fits ``uint<bits>``."""
+    if type(value) is not int:
+        raise ValueError(f"{name} must be an integer, not {value!r:.40}")
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} is out of the uint{bits} range")
+    return value
+
+
+def _address(value: object, name: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise ValueError(f"{name} must be a 20-byte 0x address, not {value!r:.60}")
+    return value
 
 
 def _hex(b: bytes) -> str:
@@ -267,10 +295,15 @@ def _hex(b: bytes) -> str:
 
 
 def _unhex(value: object, size: int | None = 32) -> bytes:
-    text = str(value)
-    raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    if not isinstance(value, str):
+        raise ValueError(f"expected 0x hex, not {value!r:.40}")
+    text = value
+    try:
+        raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raise ValueError(f"{text[:80]!r} is not hex") from None
     if size is not None and len(raw) != size:
-        raise ValueError(f"{text!r} is not {size} bytes")
+        raise ValueError(f"{text[:80]!r} is not {size} bytes")
     return raw
 
 
@@ -307,6 +340,7 @@ def verify_receipt_offline(
     over the batch. Raises IntegrityError on the first failure."""
     import hashlib
 
+    keep_recursion_limit()
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
@@ -329,9 +363,11 @@ def verify_receipt_offline(
     signable = encode_typed_data(
         full_message=batch_typed_data(b, receipt.chain_id, receipt.contract)
     )
+    from eth_keys.exceptions import BadSignature
+
     try:
         signer = Account.recover_message(signable, signature=receipt.signature)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError, BadSignature) as exc:
         raise IntegrityError(f"the batch signature is malformed: {exc}") from exc
     if signer.lower() != receipt.node.lower():
         raise IntegrityError(f"the batch is signed by {signer}, not by the node {receipt.node}")

@@ -56,6 +56,7 @@ from provenance.manifest import (
     Frozen,
     HexBytes,
     canonical_json,
+    check_extractable,
     data_commitment,
 )
 from provenance.untrusted import keep_recursion_limit, loads_json
@@ -234,6 +235,7 @@ class ModelArtifact(Frozen):
     def _root(self) -> ModelArtifact:
         if self.digest != self.manifest.root:
             raise ValueError(f"model digest {self.digest} is not its manifest root")
+        check_extractable(self.manifest, "the model")
         return self
 
 

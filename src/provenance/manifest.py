@@ -68,7 +68,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import rfc8785
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -129,24 +128,27 @@ def digest_of(value: BaseModel | JsonValue) -> str:
 # -- file manifests ---------------------------------------------------------------------------
 
 
-def _safe_path(value: str) -> str:
-    """A manifest path names a file inside the manifest's folder, and nothing else."""
+def _safe_path(value: str, what: str) -> str:
+    """A relative POSIX path that stays inside its folder: no absolute path, ``..``/``.`` or
+    empty segment, backslash, NUL or other control character."""
     reason = unsafe_path_reason(value)
     if reason is not None:
-        raise ValueError(f"unsafe path {value!r}: {reason}")
+        raise ValueError(f"{what} has the unsafe path {value!r}: {reason}")
     return value
 
 
-SafePath = Annotated[str, Field(min_length=1), AfterValidator(_safe_path)]
-"""A relative POSIX path that stays inside its folder: no absolute path, ``..``/``.`` or
-empty segment, backslash, NUL or other control character."""
+def check_extractable(manifest: FileManifest, what: str) -> None:
+    """Refuse a manifest whose files could not be written inside one folder (a model's or a
+    dataset's files are; the files a training run read or wrote are only recorded)."""
+    for entry in manifest.files:
+        _safe_path(entry.path, what)
 
 
 class FileEntry(Frozen):
     """One file: POSIX path relative to the manifest's root, size, digest (plain SHA-256, or the
     shard-list digest when ``shard_size`` is set)."""
 
-    path: SafePath
+    path: Annotated[str, Field(min_length=1)]
     size: Annotated[int, Field(ge=0)]
     digest: Digest
     shard_size: Annotated[int, Field(gt=0)] | None = None
@@ -198,9 +200,6 @@ def manifest_of_files(
     progress: Progress | None = None,
 ) -> FileManifest:
     """The manifest of named files (name: POSIX path as recorded)."""
-    for name in files:
-        if (reason := unsafe_path_reason(name)) is not None:
-            raise IntegrityError(f"{name!r} cannot be recorded in a manifest: {reason}")
     digests = hashing.hash_files(
         files.values(), shard_size=shard_size, workers=workers, progress=progress
     )
@@ -868,6 +867,8 @@ class DatasetRecord(Frozen):
             )
         if self.subset is not None and not isinstance(self.manifest, TableManifest):
             raise ValueError(f"dataset {self.name!r}: only a table can be a subset")
+        if isinstance(self.manifest, FileManifest):
+            check_extractable(self.manifest, f"dataset {self.name!r}")
         return self
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 import tempfile
 from collections import deque
@@ -87,6 +86,7 @@ from provenance.manifest import (
     recompute_dataset,
     verify_manifest,
 )
+from provenance.untrusted import UntrustedInputError, loads_json
 
 if TYPE_CHECKING:
     from provenance.chain.attestor import AttestorContract
@@ -1205,8 +1205,8 @@ def report_for_target(
         checks, _, _ = _full_model_checks(raw, ctx, None)
         return Report(target, "model-id", raw, tuple(checks))
     if path.is_file() and path.suffix.lower() == ".json":
-        with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
-            data = json.loads(path.read_text(encoding="utf-8"))
+        with contextlib.suppress(OSError, UntrustedInputError):
+            data = loads_json(path.read_bytes(), what=str(path))
             if _looks_like(data, "record", "batch", "proof"):
                 return _receipt_report(path, data, ctx, attestor, target)
             if _looks_like(data, "certificate", "signature") or _looks_like(

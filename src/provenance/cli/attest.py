@@ -13,6 +13,7 @@ from provenance.attest import Receipt, verify_receipt_offline
 from provenance.cli._common import config as _config
 from provenance.cli._common import out
 from provenance.errors import ConfigError
+from provenance.untrusted import loads_json
 
 app = typer.Typer()
 
@@ -48,11 +49,13 @@ def verify_output(
     root is anchored on chain by an authorised node of a registered model. Given a /predict
     answer of `provenance serve` (with ?wait=true), its predictions are the output checked."""
     try:
-        data = json.loads(receipt_file.read_text(encoding="utf-8"))
+        data = loads_json(
+            receipt_file.read_bytes(), what=f"receipt {receipt_file}", error=ConfigError
+        )
     except FileNotFoundError:
         raise ConfigError(f"receipt {receipt_file} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"receipt {receipt_file} is not readable JSON: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"receipt {receipt_file} is not readable: {exc.strerror}") from exc
     output_data = _read(output_file, "output")
     output_check = "pass" if output_file else "not given"
     if isinstance(data, dict) and "predictions" in data and "receipt" in data:

@@ -24,6 +24,7 @@ from provenance.cli._common import config as _config
 from provenance.cli._common import out, say, signer
 from provenance.config import Config
 from provenance.errors import ConfigError, ProvenanceError
+from provenance.untrusted import loads_json
 
 app = typer.Typer()
 
@@ -95,11 +96,11 @@ def certificate_registration(
     )
 
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = loads_json(path.read_bytes(), what=f"certificate {path}", error=ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"certificate {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"certificate {path} is not readable JSON: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"certificate {path} is not readable: {exc.strerror}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"certificate {path} must be a JSON object")
     if "version" in document or "certificate" in document:
