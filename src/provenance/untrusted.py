@@ -248,16 +248,20 @@ def check_entry_name(name: str, what: str) -> str:
     return name
 
 
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNSAFE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufffe\uffff")
+"""Bidirectional overrides and isolates (they reorder what a terminal shows), and the two
+noncharacters XML refuses."""
 
 
 def printable(text: object, *, one_line: bool = False) -> str:
-    """Untrusted text made safe for a terminal: control characters (escape sequences,
-    carriage returns, ...) and bidirectional overrides become ``\\xNN`` / ``\\uNNNN``
+    """Untrusted text made safe for a terminal and for XML: control characters (escape
+    sequences, carriage returns, ...), lone surrogates and bidirectional overrides become ``\\xNN`` / ``\\uNNNN``
     escapes; newlines and tabs stay unless ``one_line``."""
     kept = "" if one_line else "\n\t"
     return "".join(
-        _escape_char(c) if (unicodedata.category(c) == "Cc" and c not in kept) or c in _BIDI else c
+        _escape_char(c)
+        if (unicodedata.category(c) in ("Cc", "Cs") and c not in kept) or c in _UNSAFE
+        else c
         for c in str(text)
     )
 

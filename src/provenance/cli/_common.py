@@ -6,6 +6,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
@@ -17,8 +18,20 @@ from provenance.errors import ConfigError
 from provenance.stack import Tools
 from provenance.untrusted import printable
 
-out = Console()
-err = Console(stderr=True)
+
+class _Console(Console):
+    """A Rich console that never sends a control character it was not asked to style: text
+    printed may quote untrusted documents (names, messages), so escape sequences, carriage
+    returns and bidirectional overrides in it are shown escaped (see
+    :func:`provenance.untrusted.printable`); markup in untrusted text is escaped with
+    :func:`shown` where it is interpolated."""
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        return super().render_str(printable(text), *args, **kwargs)
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 
 class _State:
