@@ -54,7 +54,11 @@ def config() -> Config:
         and loaded.source == cwd / "provenance.toml"
     ):
         state.announced = True
-        err.print(f"using config file {shown(loaded.source)} (from the working directory)")
+        err.print(
+            f"using config file {shown(loaded.source)} (from the working directory)",
+            soft_wrap=True,
+            highlight=False,
+        )
     return loaded
 
 
