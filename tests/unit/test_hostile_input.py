@@ -418,3 +418,29 @@ def test_huge_integer_in_a_receipt_gives_one_line(tmp_path: Path) -> None:
     path.write_text('{"record": ' + "9" * 5000 + "}")
     line = one_line_error(cli("verify-output", str(path), cwd=tmp_path))
     assert line == f"error: receipt {path} holds an integer of more than 300 digits"
+
+
+def test_abi_and_address_errors_become_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """What a value out of an ABI range or a malformed address raised from deep inside web3
+    looks like at the CLI edge (the same catch serves every command)."""
+    from eth_abi.exceptions import ValueOutOfBounds
+    from web3.exceptions import InvalidAddress
+
+    import provenance.cli as cli_module
+    from provenance.cli import ipfs
+
+    for exc in (ValueOutOfBounds("Value 2**64 exceeds uint64"), InvalidAddress("0x12 bad")):
+
+        def boom(*args: object, exc: Exception = exc, **kwargs: object) -> None:
+            raise exc
+
+        monkeypatch.setattr(ipfs, "cid_of_path", boom)
+        (tmp_path / "f").write_bytes(b"x")
+        monkeypatch.setattr(sys, "argv", ["provenance", "ipfs", "add", "--only-hash", "f"])
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(SystemExit) as info:
+            cli_module.main()
+        assert info.value.code == 1
+        assert capsys.readouterr().err == f"error: invalid input: {exc}\n"

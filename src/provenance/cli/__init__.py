@@ -95,10 +95,23 @@ def main() -> None:
         _fail(str(exc))
     except RecursionError:
         _fail("the input is nested too deeply")
+    except _input_errors() as exc:
+        _fail(f"invalid input: {exc}")
     except ValueError as exc:
         if "Exceeds the limit" not in str(exc) or "integer" not in str(exc):
             raise
         _fail(f"the input holds an integer that is too long: {exc}")
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Third-party exceptions that mean "this value cannot be encoded or checked" (an ABI
+    value out of range, an address that is not one, a signature that recovers nothing): bad
+    input, reported in one line like a ProvenanceError."""
+    from eth_abi.exceptions import EncodingError
+    from eth_keys.exceptions import BadSignature
+    from web3.exceptions import InvalidAddress, Web3ValidationError
+
+    return (EncodingError, BadSignature, InvalidAddress, Web3ValidationError)
 
 
 def _fail(message: str) -> None:
