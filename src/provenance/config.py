@@ -53,6 +53,7 @@ from provenance.untrusted import Limits
 
 APP = "provenance"
 LOCAL_CHAIN_ID = 31337
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class _Section(BaseModel):
@@ -189,7 +190,14 @@ def load_config(
     data: dict[str, Any] = {}
     if source is not None:
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
+            raw = source.read_bytes()
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"config file {source} has {len(raw)} bytes; at most {MAX_CONFIG_BYTES}"
+                )
+            data = tomllib.loads(raw.decode("utf-8"))
+        except RecursionError:
+            raise ConfigError(f"config file {source} is nested too deeply") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(f"config file {source} is not UTF-8 (byte {exc.start})") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:

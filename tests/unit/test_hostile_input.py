@@ -444,3 +444,11 @@ def test_abi_and_address_errors_become_one_line(
             cli_module.main()
         assert info.value.code == 1
         assert capsys.readouterr().err == f"error: invalid input: {exc}\n"
+
+
+def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config({}, cwd=tmp_path, explicit=path)
+    assert str(info.value) == f"config file {path} is nested too deeply"
