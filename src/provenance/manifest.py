@@ -562,7 +562,10 @@ def _csv_table(path: Path, delimiter: str) -> Table:
     def frame() -> pd.DataFrame:
         import pandas as pd
 
-        return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
+        try:
+            return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError, pandas' ParserError
+            raise IntegrityError(f"cannot read {path} as CSV: {exc}") from exc
 
     return Table("csv", columns, rows, frame, delimiter)
 

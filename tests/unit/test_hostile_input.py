@@ -452,3 +452,47 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config({}, cwd=tmp_path, explicit=path)
     assert str(info.value) == f"config file {path} is nested too deeply"
+
+
+EXPLORER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import eth_account  # what every real process imports first (py_ecc: recursion limit 100000)
+from fastapi.testclient import TestClient
+from provenance.chain.index import LineageIndex
+from provenance.server.explorer import create_explorer_app
+from provenance.storage.local import LocalStore
+import hashlib
+
+folder = Path(sys.argv[1])
+store = LocalStore(folder / "blocks")
+body = b'{"payload": ' + b"[" * 120_000 + b"]" * 120_000 + b"}"
+store.put_bytes(body)
+index = LineageIndex(folder / "index.sqlite")
+model_id = b"\\x0a" * 32
+index._apply(SimpleNamespace(name="ModelRegistered", block=1, transaction="0x" + "66" * 32, args={
+    "id": model_id, "registrant": "0x" + "77" * 20,
+    "certificateDigest": hashlib.sha256(body).digest(), "modelDigest": b"\\x02" * 32,
+    "dataCommitment": b"\\x03" * 32, "firstParent": b"\\x00" * 32, "firstRelation": 0}))
+index.db.commit()
+app = create_explorer_app(None, index, store)
+app.state.explorer.sync_interval = 1e12
+app.state.explorer._synced_at = time.monotonic()
+response = TestClient(app).get("/api/models/0x" + model_id.hex() + "/certificate")
+print(response.status_code, response.json()["detail"])
+"""
+
+
+def test_a_registered_deeply_nested_certificate_does_not_kill_the_explorer(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXPLORER_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    cid = done.stdout.split("certificate ")[1].split(" ")[0]
+    assert done.stdout == f"404 certificate {cid} is nested deeper than 256 levels\n"
