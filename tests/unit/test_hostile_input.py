@@ -496,3 +496,12 @@ def test_a_registered_deeply_nested_certificate_does_not_kill_the_explorer(
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     cid = done.stdout.split("certificate ")[1].split(" ")[0]
     assert done.stdout == f"404 certificate {cid} is nested deeper than 256 levels\n"
+
+
+def test_certificate_show_escapes_terminal_controls_and_markup(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(body(model_name="evil\x1b]0;title\x07[bold red]x[/]\u202e")))
+    done = cli("certificate", "show", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.splitlines()[0]
+    assert line.split(None, 1) == ["model_name", "evil\\x1b]0;title\\x07[bold red]x[/]\\u202e"]

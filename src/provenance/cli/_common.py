@@ -5,12 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from web3 import Web3
 
 from provenance.config import Config, is_loopback_url, load_config
@@ -20,14 +21,18 @@ from provenance.untrusted import printable
 
 
 class _Console(Console):
-    """A Rich console that never sends a control character it was not asked to style: text
-    printed may quote untrusted documents (names, messages), so escape sequences, carriage
-    returns and bidirectional overrides in it are shown escaped (see
-    :func:`provenance.untrusted.printable`); markup in untrusted text is escaped with
-    :func:`shown` where it is interpolated."""
+    """A Rich console that never sends a control character it was not asked to style: what
+    it prints may quote untrusted documents (names, messages, check details), so escape
+    sequences, carriage returns and bidirectional overrides in the text of every segment are
+    shown escaped (:func:`provenance.untrusted.printable`); Rich's own control segments (cursor
+    moves of a progress bar) and the colour codes it renders for styles pass. Markup in
+    untrusted text is escaped with :func:`shown` where it is interpolated."""
 
-    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
-        return super().render_str(printable(text), *args, **kwargs)
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(printable(segment.text), *segment[1:])
+            for segment in buffer
+        )
 
 
 out = _Console()

@@ -21,7 +21,7 @@ from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
 from provenance.chain.types import Parent, Registration, Status, as_bytes32
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, signer
+from provenance.cli._common import out, say, shown, signer
 from provenance.config import Config
 from provenance.errors import ConfigError, ProvenanceError
 from provenance.untrusted import loads_json
@@ -211,7 +211,7 @@ def show(
     for key, value in report.items():
         if isinstance(value, list):
             value = ", ".join(f"{v['id']} ({v['relation']})" for v in value) or "-"
-        out.print(f"{key:<{width}}  {value}", highlight=False, soft_wrap=True)
+        out.print(f"{key:<{width}}  {shown(value)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
