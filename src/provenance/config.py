@@ -49,11 +49,12 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from provenance.errors import ConfigError
-from provenance.untrusted import Limits
+from provenance.untrusted import Limits, UntrustedInputError, toml_depth_check
 
 APP = "provenance"
 LOCAL_CHAIN_ID = 31337
 MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 
 
 class _Section(BaseModel):
@@ -195,7 +196,11 @@ def load_config(
                 raise ConfigError(
                     f"config file {source} has {len(raw)} bytes; at most {MAX_CONFIG_BYTES}"
                 )
-            data = tomllib.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
+            toml_depth_check(text, MAX_CONFIG_DEPTH, f"config file {source}")
+            data = tomllib.loads(text)
+        except UntrustedInputError as exc:
+            raise ConfigError(str(exc)) from None
         except RecursionError:
             raise ConfigError(f"config file {source} is nested too deeply") from None
         except UnicodeDecodeError as exc:

@@ -85,21 +85,42 @@ _JSON_TOKENS = re.compile(r'[\[\]{}"\\]')
 def json_depth_check(text: str, max_depth: int = MAX_DEPTH, what: str = "JSON") -> None:
     """Refuse JSON text nested deeper than ``max_depth``; linear, strings skipped, no recursion.
     Malformed text is left for the decoder to report."""
+    _depth_check(text, max_depth, what, _JSON_TOKENS, toml=False)
+
+
+_TOML_TOKENS = re.compile(r"[\[\]{}\"\\'#\n]")
+
+
+def toml_depth_check(text: str, max_depth: int, what: str = "TOML") -> None:
+    """The same for TOML (arrays and inline tables; basic and literal strings and comments
+    skipped): ``tomllib`` recurses once per level."""
+    _depth_check(text, max_depth, what, _TOML_TOKENS, toml=True)
+
+
+def _depth_check(
+    text: str, max_depth: int, what: str, tokens: re.Pattern[str], *, toml: bool
+) -> None:
     depth = 0
-    in_string = False
+    state = ""  # "": structure; '"': basic string; "'": literal string; "#": comment
     skip = -1
-    for match in _JSON_TOKENS.finditer(text):
+    for match in tokens.finditer(text):
         i = match.start()
         if i == skip:
             continue
         c = text[i]
-        if in_string:
+        if state == '"':
             if c == "\\":
                 skip = i + 1
             elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
+                state = ""
+        elif state == "'":
+            if c == "'":
+                state = ""
+        elif state == "#":
+            if c == "\n":
+                state = ""
+        elif c == '"' or (toml and c in "'#"):
+            state = c
         elif c in "[{":
             depth += 1
             if depth > max_depth:

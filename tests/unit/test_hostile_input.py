@@ -446,12 +446,20 @@ def test_abi_and_address_errors_become_one_line(
         assert capsys.readouterr().err == f"error: invalid input: {exc}\n"
 
 
+def test_toml_depth_check_skips_strings_and_comments() -> None:
+    from provenance.untrusted import toml_depth_check
+
+    toml_depth_check('a = "[[[[\\"[[" # [[[[\nb = \'[[[[\'\nc = [[1], {x = [2]}]\n', 3)
+    with pytest.raises(UntrustedInputError):
+        toml_depth_check("a = [[[[1]]]]", 3)
+
+
 def test_deeply_nested_toml_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError) as info:
         load_config({}, cwd=tmp_path, explicit=path)
-    assert str(info.value) == f"config file {path} is nested too deeply"
+    assert str(info.value) == f"config file {path} is nested deeper than 32 levels"
 
 
 EXPLORER_SCRIPT = """
