@@ -247,6 +247,8 @@ def load_config(
 def _resolve(base: Path, value: str | Path) -> Path:
     if not isinstance(value, str | Path):
         raise ConfigError(f"a path in the configuration must be a string, not {value!r:.60}")
+    if "\0" in str(value):
+        raise ConfigError(f"a path in the configuration contains a NUL byte: {str(value)!r:.60}")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 

@@ -513,3 +513,22 @@ def test_certificate_show_escapes_terminal_controls_and_markup(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     line = done.stdout.splitlines()[0]
     assert line.split(None, 1) == ["model_name", "evil\\x1b]0;title\\x07[bold red]x[/]\\u202e"]
+
+
+def test_a_nul_byte_in_a_config_path_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('state_dir = "a\\u0000b"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config({}, cwd=tmp_path, explicit=path)
+    assert str(info.value) == "a path in the configuration contains a NUL byte: 'a\\x00b'"
+
+
+@pytest.mark.parametrize("code", [0x1B, 0x22])  # keccak-256, murmur3-128: optional in multiformats
+def test_a_block_with_an_unverifiable_hash_function_is_an_integrity_error(code: int) -> None:
+    from provenance.storage import cid as cids
+
+    cid = bytes([0x01, 0x55, code, 0x20]) + b"\x00" * 32
+    try:
+        cids.verify_block(cid, b"x", "test")
+    except IntegrityError as exc:
+        assert str(exc).startswith("block ")
