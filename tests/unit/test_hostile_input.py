@@ -86,9 +86,7 @@ def test_deeply_nested_certificate_is_one_line_not_a_segfault(tmp_path: Path) ->
 def test_deeply_nested_payload_in_verify_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text('{"version": 1, "model": {}, "data": ' + "[" * DEEP + "]" * DEEP + "}")
-    done = cli("verify", str(path), cwd=tmp_path)
-    assert done.returncode != -11 and done.returncode != 139
-    assert "Traceback" not in done.stderr
+    one_line_error(cli("verify", str(path), cwd=tmp_path))  # was a segfault (exit 139)
 
 
 def test_car_with_a_deep_cbor_header_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -95,6 +95,8 @@ def main() -> None:
         _fail(str(exc))
     except RecursionError:
         _fail("the input is nested too deeply")
+    except UnicodeDecodeError as exc:  # a file read as text somewhere without its own check
+        _fail(f"the input is not UTF-8: {exc}")
     except _input_errors() as exc:
         _fail(f"invalid input: {exc}")
     except ValueError as exc:

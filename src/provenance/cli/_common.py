@@ -90,6 +90,8 @@ def password(password_file: Path | None) -> str:
     if password_file is not None:
         try:
             return password_file.read_text(encoding="utf-8").rstrip("\n")
+        except UnicodeDecodeError:
+            raise ConfigError(f"password file {password_file} is not UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"cannot read password file {password_file}: {exc}") from exc
     env = os.environ.get("PROVENANCE_KEYSTORE_PASSWORD")
