@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -34,6 +35,7 @@ import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternat
 
 from provenance.chain.types import EIP712_DOMAIN_TYPES
 from provenance.errors import ConfigError, IntegrityError, ProvenanceError, ServiceError
+from provenance.untrusted import keep_recursion_limit
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -225,16 +227,20 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Receipt:
-        """The receipt of :meth:`to_json`; IntegrityError ("not a valid output receipt: ...")
-        for anything else, including integers out of their ABI range, a node or contract that
-        is not an address and a signature that is not 65 bytes (checked here, so the
-        signature and chain checks never meet a value they cannot encode)."""
+        """A receipt from its JSON form (:meth:`to_json`); numbers must be JSON integers in
+        their ABI range (``1.5``, ``true`` or ``"1"`` are refused, not coerced), hex fields hex,
+        addresses 20-byte ``0x`` hex, the signature 65 bytes (checked here, so the signature and
+        chain checks never meet a value they cannot encode). Raises IntegrityError with a
+        one-line reason."""
         try:
+            if not isinstance(data, dict):
+                raise ValueError("a receipt is a JSON object")
             if data.get("version", 1) != 1:
                 raise ValueError(f"version {data['version']!r} is not 1")
             r = data["record"]
             b = data["batch"]
-            assert isinstance(r, dict) and isinstance(b, dict)
+            if not isinstance(r, dict) or not isinstance(b, dict):
+                raise ValueError("record and batch must be objects")
             record = OutputRecord(
                 _unhex(r["model_id"]),
                 _unhex(r["model_digest"]),
@@ -252,7 +258,8 @@ class Receipt:
                 _uint(b["timestamp"], 64, "batch.timestamp"),
             )
             proof = data["proof"]
-            assert isinstance(proof, list)
+            if not isinstance(proof, list):
+                raise ValueError("proof must be a list")
             block = data.get("block")
             transaction = data.get("transaction")
             chain_id = _uint(data["chain_id"], 256, "chain_id")
@@ -269,37 +276,43 @@ class Receipt:
                 transaction=None if transaction is None else str(transaction),
                 block=None if block is None else _uint(block, 64, "block"),
             )
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
-            raise IntegrityError(f"not a valid output receipt: {exc!r}") from exc
+        except KeyError as exc:
+            raise IntegrityError(
+                f"not a valid output receipt: {exc.args[0]!r} is missing"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise IntegrityError(f"not a valid output receipt: {exc}") from None
+
+
+def _uint(value: object, bits: int, name: str) -> int:
+    """A JSON integer (not a bool, float or string) that fits ``uint<bits>``."""
+    if type(value) is not int:
+        raise ValueError(f"{name} must be an integer, not {value!r:.40}")
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} is out of the uint{bits} range")
+    return value
+
+
+def _address(value: object, name: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise ValueError(f"{name} must be a 20-byte 0x address, not {value!r:.60}")
+    return value
 
 
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-def _uint(value: object, bits: int, what: str) -> int:
-    """An integer (or its decimal text) that fits the ABI's ``uint<bits>``."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{what} {value!r} is not an integer")
-    number = int(value)
-    if not 0 <= number < 1 << bits:
-        raise ValueError(f"{what} {number} is not a uint{bits}")
-    return number
-
-
-def _address(value: object, what: str) -> str:
-    from eth_utils.address import is_address
-
-    if not isinstance(value, str) or not is_address(value):
-        raise ValueError(f"{what} {value!r} is not an address")
-    return value
-
-
 def _unhex(value: object, size: int | None = 32) -> bytes:
-    text = str(value)
-    raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    if not isinstance(value, str):
+        raise ValueError(f"expected 0x hex, not {value!r:.40}")
+    text = value
+    try:
+        raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raise ValueError(f"{text[:80]!r} is not hex") from None
     if size is not None and len(raw) != size:
-        raise ValueError(f"{text!r} is not {size} bytes")
+        raise ValueError(f"{text[:80]!r} is not {size} bytes")
     return raw
 
 
@@ -337,6 +350,8 @@ def verify_receipt_offline(
     import hashlib
 
     from eth_abi.exceptions import EncodingError
+
+    keep_recursion_limit()
     from eth_account import Account
     from eth_account.messages import encode_typed_data
     from eth_keys.exceptions import BadSignature
@@ -369,7 +384,7 @@ def verify_receipt_offline(
         raise IntegrityError(f"the receipt's batch cannot be encoded: {exc}") from exc
     try:
         signer = Account.recover_message(signable, signature=receipt.signature)
-    except (ValueError, TypeError, BadSignature, ValidationError) as exc:
+    except (ValueError, TypeError, IndexError, BadSignature, ValidationError) as exc:
         raise IntegrityError(f"the batch signature is malformed: {exc}") from exc
     if signer.lower() != receipt.node.lower():
         raise IntegrityError(f"the batch is signed by {signer}, not by the node {receipt.node}")

@@ -58,8 +58,10 @@ from provenance.manifest import (
     Frozen,
     HexBytes,
     canonical_json,
+    check_extractable,
     data_commitment,
 )
+from provenance.untrusted import keep_recursion_limit, loads_json
 
 if TYPE_CHECKING:
     from eth_account.datastructures import SignedMessage
@@ -71,6 +73,8 @@ SCHEMA_VERSION = 1
 SCHEMA_ID = "urn:provenance:schema:certificate:v1"
 MAX_BODY_SIZE = 256 * 1024
 """The canonical body must fit one IPFS raw block (so its CID follows from its digest)."""
+MAX_FILE_SIZE = 8 * MAX_BODY_SIZE
+"""A certificate file (indented JSON, maybe a signed envelope) is refused above this size."""
 
 EIP712_DOMAIN: dict[str, Any] = {"name": "provenance", "version": "1"}
 EIP712_TYPES: dict[str, list[dict[str, str]]] = {
@@ -118,8 +122,21 @@ def parse_relation(text: str | int) -> RelationLabel:
 
 
 Bytes32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
+
+
+def _real_time(value: str) -> str:
+    """The pattern admits ``2024-13-45T99:99:99Z``; the calendar does not."""
+    try:
+        dt.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real date and time") from None
+    return value
+
+
 Timestamp = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+    str,
+    StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"),
+    AfterValidator(_real_time),
 ]
 
 
@@ -220,6 +237,7 @@ class ModelArtifact(Frozen):
     def _root(self) -> ModelArtifact:
         if self.digest != self.manifest.root:
             raise ValueError(f"model digest {self.digest} is not its manifest root")
+        check_extractable(self.manifest, "the model")
         return self
 
 
@@ -440,6 +458,7 @@ class Signer(Protocol):
 
 def typed_data(digest: bytes) -> SignableMessage:
     """The EIP-712 message a creator signs for a certificate digest."""
+    keep_recursion_limit()
     from eth_account.messages import encode_typed_data
 
     return encode_typed_data(
@@ -467,13 +486,20 @@ def sign_certificate(certificate: Certificate, account: Signer) -> SignedCertifi
 
 def verify_certificate_signature(signed: SignedCertificate) -> None:
     """Check that the signature recovers to the certificate's creator; raises SignatureError."""
+    keep_recursion_limit()
     from eth_account import Account
+    from eth_keys.exceptions import BadSignature
 
+    signature = bytes.fromhex(signed.signature[2:])
+    if len(signature) != 65:
+        raise SignatureError(
+            f"the certificate signature is malformed: {len(signature)} bytes, not 65"
+        )
     try:
         recovered = Account.recover_message(
-            typed_data(signed.certificate.digest), signature=bytes.fromhex(signed.signature[2:])
+            typed_data(signed.certificate.digest), signature=signature
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError, BadSignature) as exc:
         raise SignatureError(f"the certificate signature is malformed: {exc}") from exc
     if recovered != signed.certificate.creator:
         raise SignatureError(
@@ -490,10 +516,7 @@ def parse_certificate(
 ) -> Certificate | SignedCertificate:
     """A certificate body or a signed envelope (``{"certificate": ..., "signature": ...}``)."""
     if isinstance(data, bytes | str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise CertificateError(f"{where} is not JSON: {exc}") from exc
+        data = loads_json(data, what=where, max_bytes=MAX_FILE_SIZE, error=CertificateError)
     if not isinstance(data, dict):
         raise CertificateError(f"{where} must be a JSON object")
     model: type[Certificate] | type[SignedCertificate] = (

@@ -20,6 +20,10 @@ apply. Environment variables override the file:
 ``DOCKER_HOST``                ``[docker] host``
 =============================  ===============================
 
+``[limits]`` bounds what untrusted content may make this machine do: ``max_download_bytes``
+(bytes one download or extraction writes), ``max_entries`` (files and folders it creates) and
+``max_depth`` (folder nesting), see :class:`provenance.untrusted.Limits`.
+
 Content storage (``provenance ipfs ...``) goes to a kubo node or to the embedded local store
 (``[ipfs] store``, default ``<state_dir>/blocks``). ``backend = "auto"`` (the default) means
 kubo when ``[ipfs] api`` is set explicitly, in the file or by ``PROVENANCE_IPFS_API``, or when
@@ -39,6 +43,7 @@ This module reads the mapping it is given; it never looks at ``os.environ`` itse
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,9 +55,12 @@ from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from provenance.errors import ConfigError
+from provenance.untrusted import Limits, UntrustedInputError, toml_depth_check
 
 APP = "provenance"
 LOCAL_CHAIN_ID = 31337
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 
 
 class _Section(BaseModel):
@@ -122,6 +130,18 @@ class DockerSettings(_Section):
     host: str | None = None
 
 
+class LimitsSettings(_Section):
+    """``[limits]``: see :class:`provenance.untrusted.Limits` (the defaults are its)."""
+
+    max_download_bytes: Annotated[int, Field(gt=0, strict=True)] = Limits.max_download_bytes
+    max_entries: Annotated[int, Field(gt=0, strict=True)] = Limits.max_entries
+    max_depth: Annotated[int, Field(gt=0, le=4096, strict=True)] = Limits.max_depth
+
+    @property
+    def value(self) -> Limits:
+        return Limits(self.max_download_bytes, self.max_entries, self.max_depth)
+
+
 class Config(_Section):
     """The resolved configuration; ``source`` is the TOML file it came from, if any."""
 
@@ -131,6 +151,7 @@ class Config(_Section):
     ipfs: IpfsSettings = Field(default_factory=IpfsSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @property
     def deployment_file(self) -> Path:
@@ -195,15 +216,39 @@ def load_config(
     data: dict[str, Any] = {}
     if source is not None:
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
+            raw = source.read_bytes()
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"config file {source} has {len(raw)} bytes; at most {MAX_CONFIG_BYTES}"
+                )
+            text = raw.decode("utf-8")
+            toml_depth_check(text, MAX_CONFIG_DEPTH, f"config file {source}")
+            data = tomllib.loads(text)
+        except UntrustedInputError as exc:
+            raise ConfigError(str(exc)) from None
+        except RecursionError:
+            raise ConfigError(f"config file {source} is nested too deeply") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {source} is not UTF-8 (byte {exc.start})") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {source}: {exc}") from exc
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            raise ConfigError(f"cannot read config file {source}: {exc}") from None
+    origin = f"config file {source}" if source else "configuration"
+    for section in ("chain", "ipfs", "docker", "limits"):
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+    chain_section = data.get("chain")
+    if isinstance(chain_section, dict) and not isinstance(chain_section.get("contracts", {}), dict):
+        raise ConfigError(f"{origin}: [chain.contracts] must be a table")
     for var, keys in _ENV.items():
         value = environ.get(var)
         if value:
             node = data
             for key in keys[:-1]:
                 node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{var} cannot set {'.'.join(keys)}: {key} is not a table")
             node[keys[-1]] = value
     data.setdefault("state_dir", str(platformdirs.user_state_path(APP)))
     base = source.parent if source is not None else cwd
@@ -221,18 +266,31 @@ def load_config(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        origin = f"config file {source}" if source else "configuration"
-        raise ConfigError(f"{origin}: {where}: {first['msg']}") from exc
+        raise ConfigError(f"{origin}: {where}: {first['msg']}") from None
 
 
 def _resolve(base: Path, value: str | Path) -> Path:
+    if not isinstance(value, str | Path):
+        raise ConfigError(f"a path in the configuration must be a string, not {value!r:.60}")
+    if "\0" in str(value):
+        raise ConfigError(f"a path in the configuration contains a NUL byte: {str(value)!r:.60}")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 
 
 def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True when ``url``'s host is ``localhost`` or an IP literal in 127.0.0.0/8 or ``::1``
+    (``127.evil.com`` is a name anyone can point anywhere, not a loopback address)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def url_port(url: str) -> int:

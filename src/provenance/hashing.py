@@ -228,7 +228,12 @@ def list_files(root: Path) -> dict[str, Path]:
             path = base / name
             if not path.is_file():
                 raise IntegrityError(f"{path} is not a regular file (dangling link, FIFO, socket)")
-            found[path.relative_to(root).as_posix()] = path
+            rel = path.relative_to(root).as_posix()
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise IntegrityError(f"{path!r}: file names must be UTF-8") from None
+            found[rel] = path
     return dict(sorted(found.items(), key=lambda kv: kv[0].encode()))
 
 

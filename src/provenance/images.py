@@ -94,6 +94,7 @@ from provenance.errors import (
 )
 from provenance.hashing import format_digest
 from provenance.manifest import Digest, Frozen, canonical_json, manifest_of
+from provenance.untrusted import UntrustedInputError, loads_json
 
 if TYPE_CHECKING:
     from provenance.certificate import Attachment, Certificate
@@ -343,9 +344,9 @@ def _parse_manifest(manifest: bytes | None, what: str) -> list[dict[str, Any]]:
     if manifest is None:
         raise IntegrityError(f"{what} has no manifest.json: it is not a docker save archive")
     try:
-        entries = json.loads(manifest)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{what} has a malformed manifest.json: {exc}") from exc
+        entries = loads_json(manifest, what="manifest.json", max_bytes=_MAX_MANIFEST)
+    except UntrustedInputError as exc:
+        raise IntegrityError(f"{what} has a malformed manifest.json: {exc}") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise IntegrityError(f"{what} has a malformed manifest.json")
     return entries
@@ -369,7 +370,7 @@ def _check_manifest(
 
 
 def _untagged(manifest: bytes | None) -> bytes:
-    entries = json.loads(manifest or b"[]")
+    entries = _parse_manifest(manifest or b"[]", "the archive")
     for entry in entries:
         entry["RepoTags"] = None
     return json.dumps(entries, separators=(",", ":")).encode()

@@ -35,6 +35,7 @@ from rich.tree import Tree
 
 from provenance.chain.types import Parent, Relation, Status
 from provenance.errors import ProvenanceError
+from provenance.untrusted import printable
 
 NodeStatus = Literal["active", "revoked", "tainted", "unknown"]
 STATUSES: tuple[NodeStatus, ...] = ("active", "revoked", "tainted", "unknown")
@@ -309,7 +310,7 @@ def rich_tree(tree: FamilyTree) -> Tree:
         colour = RICH_COLOUR[node["status"]]
         via = f"{arrow} {node['relation']} " if "relation" in node else ""
         name = names.get(bytes.fromhex(node["id"][2:]))
-        shown = f" {_rich_escape(name)}" if name else ""
+        shown = f" {_rich_escape(printable(name, one_line=True))}" if name else ""
         return f"{via}[bold]{node['id'][:18]}\u2026[/] [{colour}]{node['status']}[/]{shown}"
 
     doc = tree.nested()
@@ -344,7 +345,8 @@ def render_mermaid(tree: FamilyTree) -> str:
         )
     lines.append(f"    classDef focus stroke:{FOCUS_STROKE},stroke-width:4px")
     for n in tree.nodes:
-        parts = [n.short] + ([_mermaid_text(n.name)] if n.name else []) + [n.status]
+        name = printable(n.name, one_line=True) if n.name else None
+        parts = [n.short] + ([_mermaid_text(name)] if name else []) + [n.status]
         lines.append(f'    {ids[n.id]}["{"<br/>".join(parts)}"]:::{n.status}')
     for e in tree.edges:
         lines.append(f"    {ids[e.parent]} -->|{e.relation}| {ids[e.child]}")
@@ -368,9 +370,11 @@ def render_dot(tree: FamilyTree, *, href: Href | None = None) -> str:
     ]
     for n in tree.nodes:
         focus = n.id == tree.focus
-        label = "\n".join([n.short] + ([n.name] if n.name else []) + [n.status])
+        # names come from certificates: no control characters into DOT, SVG (XML) or a page
+        name = printable(n.name, one_line=True) if n.name else None
+        label = "\n".join([n.short] + ([name] if name else []) + [n.status])
         tooltip = " ".join(
-            [n.name or n.hex, f"({n.status})"]
+            [name or n.hex, f"({n.status})"]
             + ([f"registered by {n.registrant}"] if n.registrant else [])
             + ([f"in block {n.block}"] if n.block is not None else [])
         )
@@ -447,7 +451,7 @@ def legend_html() -> str:
 def render_html(tree: FamilyTree, *, href: Href | None = None, dot: str = "dot") -> str:
     """One self-contained page: a title, the legend and the SVG tree inline."""
     focus = tree.node(tree.focus)
-    title = f"Family tree of {focus.name or focus.hex}"
+    title = f"Family tree of {printable(focus.name or focus.hex, one_line=True)}"
     svg = svg_element(render_svg(tree, href=href, dot=dot))
     return f"""<!doctype html>
 <html lang="en">

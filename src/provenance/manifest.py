@@ -67,7 +67,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 
 from provenance import hashing
 from provenance.errors import CertificateError, ConfigError, IntegrityError
@@ -84,6 +91,7 @@ from provenance.hashing import (
     parse_digest,
     verify_merkle_proof,
 )
+from provenance.untrusted import unsafe_path_reason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,6 +126,22 @@ def digest_of(value: BaseModel | JsonValue) -> str:
 
 
 # -- file manifests ---------------------------------------------------------------------------
+
+
+def _safe_path(value: str, what: str) -> str:
+    """A relative POSIX path that stays inside its folder: no absolute path, ``..``/``.`` or
+    empty segment, backslash, NUL or other control character."""
+    reason = unsafe_path_reason(value)
+    if reason is not None:
+        raise ValueError(f"{what} has the unsafe path {value!r}: {reason}")
+    return value
+
+
+def check_extractable(manifest: FileManifest, what: str) -> None:
+    """Refuse a manifest whose files could not be written inside one folder (a model's or a
+    dataset's files are; the files a training run read or wrote are only recorded)."""
+    for entry in manifest.files:
+        _safe_path(entry.path, what)
 
 
 class FileEntry(Frozen):
@@ -538,7 +562,10 @@ def _csv_table(path: Path, delimiter: str) -> Table:
     def frame() -> pd.DataFrame:
         import pandas as pd
 
-        return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
+        try:
+            return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError, pandas' ParserError
+            raise IntegrityError(f"cannot read {path} as CSV: {exc}") from exc
 
     return Table("csv", columns, rows, frame, delimiter)
 
@@ -843,6 +870,8 @@ class DatasetRecord(Frozen):
             )
         if self.subset is not None and not isinstance(self.manifest, TableManifest):
             raise ValueError(f"dataset {self.name!r}: only a table can be a subset")
+        if isinstance(self.manifest, FileManifest):
+            check_extractable(self.manifest, f"dataset {self.name!r}")
         return self
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-PYTHON_TREES = [d for d in ("src", "tests", "scripts", "benchmarks") if (ROOT / d).is_dir()]
+PYTHON_TREES = [d for d in ("src", "tests", "scripts", "benchmarks", "fuzz") if (ROOT / d).is_dir()]
 
 
 @pytest.mark.parametrize(

@@ -646,15 +646,16 @@ def _receipt(chain_id: int, contract: str) -> Any:
 
 
 MALFORMED_RECEIPTS = [
-    ("record", "sequence", -1, "ValueError('record.sequence -1 is not a uint64')"),
-    ("batch", "count", 1 << 32, f"ValueError('batch.count {1 << 32} is not a uint32')"),
-    ("batch", "timestamp", 1 << 64, f"ValueError('batch.timestamp {1 << 64} is not a uint64')"),
-    ("batch", "count", True, "ValueError('batch.count True is not an integer')"),
-    (None, "node", "bob", "ValueError(\"node 'bob' is not an address\")"),
-    (None, "contract", "bob", "ValueError(\"contract 'bob' is not an address\")"),
-    (None, "chain_id", -5, "ValueError('chain_id -5 is not a uint256')"),
-    (None, "signature", "0x1234", "ValueError(\"'0x1234' is not 65 bytes\")"),
-    (None, "version", 2, "ValueError('version 2 is not 1')"),
+    ("record", "sequence", -1, "record.sequence is out of the uint64 range"),
+    ("batch", "count", 1 << 32, "batch.count is out of the uint32 range"),
+    ("batch", "timestamp", 1 << 64, "batch.timestamp is out of the uint64 range"),
+    ("batch", "count", True, "batch.count must be an integer, not True"),
+    (None, "node", "bob", "node must be a 20-byte 0x address, not 'bob'"),
+    (None, "contract", "bob", "contract must be a 20-byte 0x address, not 'bob'"),
+    (None, "chain_id", -5, "chain_id is out of the uint256 range"),
+    (None, "chain_id", 0, "chain_id 0 is not a chain"),
+    (None, "signature", "0x1234", "'0x1234' is not 65 bytes"),
+    (None, "version", 2, "version 2 is not 1"),
 ]
 
 

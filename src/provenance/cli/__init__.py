@@ -11,10 +11,15 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
+from provenance.untrusted import keep_recursion_limit, printable
 
-from provenance import __version__
-from provenance.cli import (
+keep_recursion_limit()  # before any command imports eth_account (py_ecc would set 100000)
+
+import typer  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from provenance import __version__  # noqa: E402
+from provenance.cli import (  # noqa: E402
     attest,
     certificates,
     demo,
@@ -26,8 +31,8 @@ from provenance.cli import (
     stack,
     verify,
 )
-from provenance.cli._common import err, out, state
-from provenance.errors import ProvenanceError
+from provenance.cli._common import err, out, state  # noqa: E402
+from provenance.errors import ProvenanceError  # noqa: E402
 
 app = typer.Typer(
     name="provenance",
@@ -79,13 +84,45 @@ def _root(
 def main() -> None:
     """Console-script entry point: one line and exit 1 for every ProvenanceError.
 
-    Usage errors are Typer's (exit 2); anything else is a bug and keeps its traceback.
+    Usage errors are Typer's (exit 2); anything else is a bug and keeps its traceback, except
+    input that is too deeply nested for the interpreter (RecursionError) or holds an integer
+    too long to convert (Python's int limit), which are reported as one line too. The message
+    is printed with control characters and markup escaped: it may quote untrusted input.
     """
     try:
         app()
     except ProvenanceError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
-        sys.exit(1)
+        _fail(str(exc))
+    except RecursionError:
+        _fail("the input is nested too deeply")
+    except UnicodeDecodeError as exc:  # a file read as text somewhere without its own check
+        _fail(f"the input is not UTF-8: {exc}")
+    except _input_errors() as exc:
+        _fail(f"invalid input: {exc}")
+    except ValueError as exc:
+        if "Exceeds the limit" not in str(exc) or "integer" not in str(exc):
+            raise
+        _fail(f"the input holds an integer that is too long: {exc}")
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Third-party exceptions that mean "this value cannot be encoded or checked" (an ABI
+    value out of range, an address that is not one, a signature that recovers nothing): bad
+    input, reported in one line like a ProvenanceError."""
+    from eth_abi.exceptions import EncodingError
+    from eth_keys.exceptions import BadSignature
+    from web3.exceptions import InvalidAddress, Web3ValidationError
+
+    return (EncodingError, BadSignature, InvalidAddress, Web3ValidationError)
+
+
+def _fail(message: str) -> None:
+    err.print(
+        f"[red]error:[/] {escape(printable(message, one_line=True))}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,29 +5,72 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
+from rich.markup import escape
+from rich.segment import Segment
 from web3 import Web3
 
 from provenance.config import Config, is_loopback_url, load_config
 from provenance.errors import ConfigError
 from provenance.stack import Tools
+from provenance.untrusted import printable
 
-out = Console()
-err = Console(stderr=True)
+
+class _Console(Console):
+    """A Rich console that never sends a control character it was not asked to style: what
+    it prints may quote untrusted documents (names, messages, check details), so escape
+    sequences, carriage returns and bidirectional overrides in the text of every segment are
+    shown escaped (:func:`provenance.untrusted.printable`); Rich's own control segments (cursor
+    moves of a progress bar) and the colour codes it renders for styles pass. Markup in
+    untrusted text is escaped with :func:`shown` where it is interpolated."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(printable(segment.text), *segment[1:])
+            for segment in buffer
+        )
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 
 class _State:
     config_path: Path | None = None
+    announced: bool = False
 
 
 state = _State()
 
 
 def config() -> Config:
-    return load_config(os.environ, cwd=Path.cwd(), explicit=state.config_path)
+    """The configuration; a ``provenance.toml`` picked up from the working directory is named
+    on stderr (once), since any folder can hold one."""
+    cwd = Path.cwd()
+    loaded = load_config(os.environ, cwd=cwd, explicit=state.config_path)
+    if (
+        not state.announced
+        and state.config_path is None
+        and not os.environ.get("PROVENANCE_CONFIG")
+        and loaded.source == cwd / "provenance.toml"
+    ):
+        state.announced = True
+        err.print(
+            f"using config file {shown(loaded.source)} (from the working directory)",
+            soft_wrap=True,
+            highlight=False,
+        )
+    return loaded
+
+
+def shown(text: object) -> str:
+    """Untrusted text (names, messages, paths from documents) for printing with Rich: control
+    characters escaped, markup brackets escaped."""
+    return escape(printable(text))
 
 
 def tools() -> Tools:
@@ -47,6 +90,8 @@ def password(password_file: Path | None) -> str:
     if password_file is not None:
         try:
             return password_file.read_text(encoding="utf-8").rstrip("\n")
+        except UnicodeDecodeError:
+            raise ConfigError(f"password file {password_file} is not UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"cannot read password file {password_file}: {exc}") from exc
     env = os.environ.get("PROVENANCE_KEYSTORE_PASSWORD")

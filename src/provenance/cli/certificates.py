@@ -27,7 +27,7 @@ from provenance.certificate import (
     verify_certificate_signature,
 )
 from provenance.cli._common import config as _config
-from provenance.cli._common import err, out, password, say
+from provenance.cli._common import err, out, password, say, shown
 from provenance.config import Config
 from provenance.errors import CertificateError, ConfigError
 from provenance.hashing import Progress as Advance
@@ -241,8 +241,8 @@ def run(
         _emit(summary)
     else:
         say(f"certificate {capture.path} ({certificate.digest_text})")
-        shown = summary["model_id"] or "none (no creator: an id binds its registrant)"
-        out.print(f"  model id   {shown}", highlight=False, soft_wrap=True)
+        model_id = summary["model_id"] or "none (no creator: an id binds its registrant)"
+        out.print(f"  model id   {model_id}", highlight=False, soft_wrap=True)
         out.print(
             f"  files      {summary['inputs']} read, {summary['outputs']} written",
             highlight=False,
@@ -257,7 +257,7 @@ def run(
                 f"  registered tx {capture.registered.transaction}", highlight=False, soft_wrap=True
             )
         for warning in certificate.warnings:
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False, soft_wrap=True)
     if failed:
         err.print(
             f"error: the command exited with code {traced.exit_code}; the certificate was "
@@ -349,7 +349,7 @@ def data_verify(
     the subset (source root, selection, subset root)."""
     record = _dataset(body_of(load_certificate(certificate)), dataset)
     matched = recompute_dataset(record, source, _opening(opening, record))
-    say(f"dataset {record.name}: {matched}")
+    say(f"dataset {shown(record.name)}: {matched}")
 
 
 @data_app.command("prove")
@@ -382,7 +382,7 @@ def data_prove(
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-        say(f"row {proof.row} of dataset {record.name} proven: {output}")
+        say(f"row {proof.row} of dataset {shown(record.name)} proven: {output}")
 
 
 @data_app.command("check-proof")
@@ -404,7 +404,10 @@ def data_check_proof(
         commitment = _dataset(body_of(load_certificate(certificate)), proof.dataset).commitment
     verify_row_proof(proof, commitment)
     where = " of the certificate" if certificate is not None else ""
-    say(f"row {proof.row} {proof.cells} is in dataset {proof.dataset}{where} ({proof.commitment})")
+    say(
+        f"row {proof.row} {shown(proof.cells)} is in dataset {shown(proof.dataset)}{where} "
+        f"({proof.commitment})"
+    )
 
 
 # -- provenance certificate -----------------------------------------------------------------
@@ -456,7 +459,7 @@ def certificate_show(
             value = (
                 ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value) or "-"
             )
-        out.print(f"{key:<{width}}  {value}", highlight=False, soft_wrap=True)
+        out.print(f"{key:<{width}}  {shown(value)}", highlight=False, soft_wrap=True)
 
 
 @certificate_app.command("verify")

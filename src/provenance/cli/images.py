@@ -37,6 +37,7 @@ from provenance.images import (
 )
 from provenance.stack import Stack
 from provenance.storage import Storage, open_storage
+from provenance.untrusted import loads_json
 
 app = typer.Typer(
     help="Docker images of models, moved through IPFS and checked by image id.",
@@ -180,11 +181,11 @@ def run(
 
     With --expect and that image already in the engine, nothing is fetched: an image id is the
     digest of the image's config, which names every layer by digest."""
-    text = request.read_text(encoding="utf-8") if request is not None else sys.stdin.read()
     try:
-        instances = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ImageError(f"the request is not JSON: {exc}") from None
+        raw = request.read_bytes() if request is not None else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ImageError(f"cannot read the request {request}: {exc.strerror}") from None
+    instances = loads_json(raw, what="the request", error=ImageError)
     with _engine() as engine:
         if expect is not None and engine.has(expect):
             image = expect

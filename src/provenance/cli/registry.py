@@ -21,9 +21,10 @@ from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
 from provenance.chain.types import Parent, Registration, Status, as_bytes32
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, signer
+from provenance.cli._common import out, say, shown, signer
 from provenance.config import Config
 from provenance.errors import ConfigError, ProvenanceError
+from provenance.untrusted import loads_json
 
 app = typer.Typer()
 
@@ -95,11 +96,11 @@ def certificate_registration(
     )
 
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = loads_json(path.read_bytes(), what=f"certificate {path}", error=ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"certificate {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"certificate {path} is not readable JSON: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"certificate {path} is not readable: {exc.strerror}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"certificate {path} must be a JSON object")
     if "version" in document or "certificate" in document:
@@ -230,7 +231,7 @@ def show(
     for key, value in report.items():
         if isinstance(value, list):
             value = ", ".join(f"{v['id']} ({v['relation']})" for v in value) or "-"
-        out.print(f"{key:<{width}}  {value}", highlight=False, soft_wrap=True)
+        out.print(f"{key:<{width}}  {shown(value)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
@@ -63,6 +62,7 @@ from provenance.errors import (
 )
 from provenance.hashing import format_digest, parse_digest
 from provenance.manifest import verify_manifest
+from provenance.untrusted import UntrustedInputError, loads_json
 
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 MAX_REQUEST_BYTES = 1 << 20
@@ -560,9 +560,9 @@ def create_app(
                 raise HTTPException(413, f"the request has more than {max_request_bytes} bytes")
         body = bytes(raw)
         try:
-            json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"the request body is not JSON: {exc}") from None
+            loads_json(body, what="the request body", max_bytes=max_request_bytes)
+        except UntrustedInputError as exc:
+            raise HTTPException(400, str(exc)) from None
         try:
             parsed = PredictRequest.model_validate_json(body)
         except ValidationError as exc:

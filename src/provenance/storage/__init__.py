@@ -35,8 +35,13 @@ def open_storage(config: Config, *, stack_runs_kubo: bool = False) -> Kubo | Loc
     if config.ipfs.backend == "auto" and stack_runs_kubo:
         backend = "kubo"
     if backend == "kubo":
-        return Kubo(config.ipfs.api, auth=config.ipfs.auth, timeout=config.ipfs.timeout)
-    return LocalStore(config.ipfs_store)
+        return Kubo(
+            config.ipfs.api,
+            auth=config.ipfs.auth,
+            timeout=config.ipfs.timeout,
+            limits=config.limits.value,
+        )
+    return LocalStore(config.ipfs_store, limits=config.limits.value)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ import libipld
 from provenance.errors import IntegrityError, StorageError
 from provenance.storage import cid as cids
 from provenance.storage.dagpb import varint
+from provenance.untrusted import UntrustedInputError, cbor_depth_check
 
 MAX_HEADER = 1 << 20
 MAX_SECTION = 8 << 20  # kubo's blocks are at most 2 MiB (bitswap), a CID is a few dozen bytes
@@ -169,8 +170,9 @@ class CarReader:
                 raise IntegrityError(f"CAR v2 from {self.source} has no valid inner CAR v1")
             raw = self._exact(length)
         try:
+            cbor_depth_check(raw, 8, "DAG-CBOR")
             header = libipld.decode_dag_cbor(raw)
-        except ValueError as exc:
+        except (UntrustedInputError, ValueError) as exc:
             raise IntegrityError(f"CAR from {self.source} has a malformed header: {exc}") from exc
         if not isinstance(header, dict) or header.get("version") != 1:
             raise IntegrityError(f"CAR from {self.source} is not a CAR v1 or v2")

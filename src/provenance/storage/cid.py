@@ -126,8 +126,8 @@ def verify_block(cid: bytes, data: bytes, source: str) -> None:
         else:
             try:
                 computed = multihash.get(code=code).digest(data, size=len(digest))
-            except (KeyError, ValueError) as exc:
-                raise IntegrityError(
+            except (KeyError, ValueError, ImportError) as exc:  # ImportError: an optional
+                raise IntegrityError(  # hash implementation (keccak, murmur3) is not installed
                     f"block {to_str(cid)} from {source} uses hash function 0x{code:x}, "
                     "which cannot be verified here"
                 ) from exc

@@ -22,6 +22,7 @@ from provenance.storage import unixfs
 from provenance.storage.car import CarBlockSource, CarReader, CarWriter, chunk_reader, writing
 from provenance.storage.http import Endpoint
 from provenance.storage.protocol import Progress
+from provenance.untrusted import DEFAULT_LIMITS, Limits
 
 CAR_ACCEPT = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
 RAW_ACCEPT = "application/vnd.ipld.raw"
@@ -38,8 +39,10 @@ class Gateway:
         timeout: float = 60.0,
         retries: int = 2,
         backoff: float = 0.2,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.url = url.rstrip("/")
+        self.limits = limits
         self._settings = (auth, timeout, retries, backoff)
         self.wait: float | None = None
         """The HTTP timeout of a view made by :meth:`with_timeout` (None: not a view)."""
@@ -66,7 +69,14 @@ class Gateway:
         if seconds <= 0:
             raise ValueError(f"a timeout must be positive, not {seconds:g}")
         auth, _, retries, backoff = self._settings
-        view = Gateway(self.url, auth=auth, timeout=seconds, retries=retries, backoff=backoff)
+        view = Gateway(
+            self.url,
+            auth=auth,
+            timeout=seconds,
+            retries=retries,
+            backoff=backoff,
+            limits=self.limits,
+        )
         view.wait = seconds
         return view
 
@@ -122,7 +132,7 @@ class Gateway:
     def get_path(self, cid: str, dest: Path, *, progress: Progress | None = None) -> None:
         root = cids.parse(cid)
         with self._bounded(cid), self._blocks(root) as fetch:
-            unixfs.write_tree(fetch, root, dest, progress)
+            unixfs.write_tree(fetch, root, dest, progress, limits=self.limits)
 
     def export_car(
         self, cid: str, out: BinaryIO | Path, *, progress: Progress | None = None

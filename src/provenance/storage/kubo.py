@@ -57,6 +57,7 @@ from provenance.storage.car import (
 )
 from provenance.storage.http import Body, Endpoint
 from provenance.storage.protocol import Progress, refuse_confidential
+from provenance.untrusted import DEFAULT_LIMITS, Limits
 
 DEADLINE_EXCEEDED = "context deadline exceeded"
 """What kubo answers (HTTP 500) when a command's ``timeout`` option runs out."""
@@ -108,9 +109,11 @@ class Kubo:
         retries: int = 2,
         backoff: float = 0.2,
         layout: unixfs.Layout = unixfs.DEFAULT_LAYOUT,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.layout = layout
+        self.limits = limits
         self.wait: float | None = None
         """The time limit of each read (None: no limit); see :meth:`with_timeout`."""
         self._settings = (auth, basic_auth, timeout, retries, backoff)
@@ -155,6 +158,7 @@ class Kubo:
                 retries=retries,
                 backoff=backoff,
                 layout=self.layout,
+                limits=self.limits,
             )
         view.wait = seconds
         return view
@@ -381,6 +385,7 @@ class Kubo:
                     else:  # the stream ended early: fetch the rest block by block
                         live = False
                         data = block(piece.cid)
+                        unixfs.check_leaf(piece, data, cids.to_str(root))
                 else:
                     data = piece
                     if live:
@@ -432,6 +437,7 @@ class Kubo:
             dest,
             progress,
             lambda root, first: self._content(root, first, deadline),
+            self.limits,
         )
 
     def has(self, cid: str) -> bool:

@@ -31,19 +31,27 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from provenance.errors import StorageError
+from provenance.errors import IntegrityError, StorageError
 from provenance.storage import cid as cids
 from provenance.storage import unixfs
 from provenance.storage.car import CarReader, CarWriter, reading, writing
 from provenance.storage.protocol import Progress, refuse_confidential
+from provenance.untrusted import DEFAULT_LIMITS, Limits
 
 
 class LocalStore:
     """A folder of verified blocks with pins; implements :class:`~.protocol.Storage`."""
 
-    def __init__(self, root: Path, *, layout: unixfs.Layout = unixfs.DEFAULT_LAYOUT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        layout: unixfs.Layout = unixfs.DEFAULT_LAYOUT,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.root = root
         self.layout = layout
+        self.limits = limits
         self._shards: dict[str, str] = {}
 
     @property
@@ -114,18 +122,26 @@ class LocalStore:
         return data
 
     def _missing(self, root: bytes) -> bytes | None:
-        """The first block of the DAG under ``root`` that is not here, or None."""
-        seen = {root}
-        stack = [root]
+        """The first block of the DAG under ``root`` that is not here, or None. Sizes are
+        checked on the way: a file DAG whose nodes or leaves lie about their sizes raises
+        IntegrityError."""
+        seen: set[tuple[bytes, int | None]] = {(root, None)}
+        stack: list[tuple[bytes, int | None]] = [(root, None)]
         while stack:
-            cid = stack.pop()
+            cid, expected = stack.pop()
             if cids.codec(cid) == cids.RAW:
                 if not self._present(cid):
                     return cid
+                size = self._block_path(cid).stat().st_size
+                if expected is not None and size != expected:
+                    raise IntegrityError(
+                        f"malformed UnixFS file: leaf {cids.to_str(cid)} has {size} bytes, its "
+                        f"parent says {expected}"
+                    )
                 continue
             if not self._present(cid):
                 return cid
-            for child in unixfs.links(cid, self.block(cid)):
+            for child in unixfs.sized_links(cid, self.block(cid), expected):
                 if child not in seen:
                     seen.add(child)
                     stack.append(child)
@@ -185,7 +201,7 @@ class LocalStore:
         return unixfs.gather(self.cat(cid), cid, max_size)
 
     def get_path(self, cid: str, dest: Path, *, progress: Progress | None = None) -> None:
-        unixfs.write_tree(self.block, cids.parse(cid), dest, progress)
+        unixfs.write_tree(self.block, cids.parse(cid), dest, progress, limits=self.limits)
 
     def has(self, cid: str) -> bool:
         return self._missing(cids.parse(cid)) is None

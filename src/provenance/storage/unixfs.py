@@ -36,6 +36,7 @@ from provenance.storage.dagpb import (
     DIRECTORY_DATA,
     PBLink,
     PBNode,
+    UnixFSData,
     UnixFSType,
     decode_node,
     decode_unixfs,
@@ -43,6 +44,7 @@ from provenance.storage.dagpb import (
     encode_node,
 )
 from provenance.storage.protocol import Progress
+from provenance.untrusted import DEFAULT_LIMITS, Limits, unsafe_path_reason
 
 BlockSink = Callable[[bytes, bytes], None]
 """Receives each new block as (binary CID, bytes), children before their parents."""
@@ -51,6 +53,9 @@ Fetch = Callable[[bytes], bytes]
 """Returns the bytes of the block with this binary CID, already verified against it."""
 
 CHUNK_SIZE = 262_144
+MAX_LEAF = 8 << 20
+"""Largest raw leaf a file DAG may declare (kubo's blocks are at most 2 MiB); a larger
+declared size is a lie that would otherwise become a huge read."""
 MAX_LINKS = 174
 HAMT_THRESHOLD = 262_144
 """kubo's ``Import.UnixFSHAMTDirectorySizeThreshold``: once the estimated link bytes of a
@@ -349,16 +354,80 @@ FileContent = Callable[[bytes, bytes | None], Iterator[bytes]]
 """Reads a file's content given its root CID and, when already fetched, its root block."""
 
 
+def _node_size(fs: UnixFSData, node: PBNode, cid: bytes, what: str) -> tuple[int, ...]:
+    """The sizes of a file node's children, after checking the node against itself: one
+    blocksize per link, raw leaves no larger than :data:`MAX_LEAF`, and ``filesize`` equal to
+    its inline data plus its children's sizes."""
+    if len(fs.blocksizes) != len(node.links):
+        raise IntegrityError(
+            f"malformed {what}: block {cids.to_str(cid)} has {len(node.links)} links but "
+            f"{len(fs.blocksizes)} block sizes"
+        )
+    total = len(fs.data) + sum(fs.blocksizes)
+    if fs.filesize is not None and fs.filesize != total:
+        raise IntegrityError(
+            f"malformed {what}: block {cids.to_str(cid)} declares {fs.filesize} bytes but its "
+            f"parts hold {total}"
+        )
+    for link, size in zip(node.links, fs.blocksizes, strict=True):
+        if cids.codec(link.cid) == cids.RAW and size > MAX_LEAF:
+            raise IntegrityError(
+                f"malformed {what}: a leaf of block {cids.to_str(cid)} declares {size} bytes "
+                f"(at most {MAX_LEAF})"
+            )
+    return fs.blocksizes
+
+
+def sized_links(cid: bytes, block: bytes, expected: int | None) -> list[tuple[bytes, int | None]]:
+    """The links of a verified block, each with the size its content must have (None for a
+    directory's entries), after checking the block has the ``expected`` size its parent
+    declares (None: the parent declares none). Raw blocks link to nothing."""
+    what = f"UnixFS node {cids.to_str(cid)}"
+    if cids.codec(cid) == cids.RAW:
+        if expected is not None and len(block) != expected:
+            raise IntegrityError(
+                f"malformed {what}: {len(block)} bytes, its parent says {expected}"
+            )
+        return []
+    node = _pb_node(cid, block, what)
+    fs = decode_unixfs(node.data, what)
+    if fs.type in (UnixFSType.FILE, UnixFSType.RAW):
+        sizes = _node_size(fs, node, cid, what)
+        if expected is not None and expected != len(fs.data) + sum(sizes):
+            raise IntegrityError(
+                f"malformed {what}: holds {len(fs.data) + sum(sizes)} bytes, its parent says "
+                f"{expected}"
+            )
+        return [(link.cid, size) for link, size in zip(node.links, sizes, strict=True)]
+    if expected is not None:
+        raise IntegrityError(f"malformed {what}: a {fs.type.name.lower()} inside a file")
+    return [(link.cid, None) for link in node.links]
+
+
+def declared_size(cid: bytes, block: bytes) -> int:
+    """The size a verified file root declares (a raw block: its length)."""
+    if cids.codec(cid) == cids.RAW:
+        return len(block)
+    what = f"UnixFS file {cids.to_str(cid)}"
+    node = _pb_node(cid, block, what)
+    fs = decode_unixfs(node.data, what)
+    if fs.type not in (UnixFSType.FILE, UnixFSType.RAW):
+        raise StorageError(f"{cids.to_str(cid)} is a UnixFS {fs.type.name.lower()}, not a file")
+    return len(fs.data) + sum(_node_size(fs, node, cid, what))
+
+
 def file_pieces(fetch: Fetch, root: bytes, first: bytes | None = None) -> Iterator[RawLeaf | bytes]:
     """The content of the UnixFS file at ``root`` as pieces in order: raw leaves, *not* fetched,
     and content bytes carried inside (verified) dag-pb nodes. Only dag-pb nodes go through
-    ``fetch``; a file that is one raw block is fetched whole."""
+    ``fetch``; a file that is one raw block is fetched whole. Every node's sizes are checked
+    against its parent's (a DAG that lies about sizes raises IntegrityError)."""
     if cids.codec(root) == cids.RAW:
         yield first if first is not None else fetch(root)
         return
     what = f"UnixFS file {cids.to_str(root)}"
     stack: list[Iterator[tuple[bytes, int]]] = []
     cid, block = root, first if first is not None else fetch(root)
+    expected: int | None = None
     while True:
         node = _pb_node(cid, block, what)
         fs = decode_unixfs(node.data, what)
@@ -370,16 +439,17 @@ def file_pieces(fetch: Fetch, root: bytes, first: bytes | None = None) -> Iterat
             raise IntegrityError(
                 f"malformed {what}: block {cids.to_str(cid)} is a {fs.type.name.lower()}"
             )
+        sizes = _node_size(fs, node, cid, what)
+        if expected is not None and expected != len(fs.data) + sum(sizes):
+            raise IntegrityError(
+                f"malformed {what}: block {cids.to_str(cid)} holds {len(fs.data) + sum(sizes)} "
+                f"bytes, its parent says {expected}"
+            )
+        if len(stack) >= DEFAULT_LIMITS.max_depth:
+            raise IntegrityError(f"malformed {what}: nested deeper than {len(stack)} levels")
         if fs.data:
             yield fs.data
-        # a raw child's size: its UnixFS blocksize, else its link's Tsize (equal in kubo's DAGs;
-        # a wrong one only makes the leaf fail its check)
-        sizes = fs.blocksizes if len(fs.blocksizes) == len(node.links) else None
-        stack.append(
-            iter(
-                [(link.cid, sizes[i] if sizes else link.tsize) for i, link in enumerate(node.links)]
-            )
-        )
+        stack.append(iter([(link.cid, sizes[i]) for i, link in enumerate(node.links)]))
         while stack:
             child = next(stack[-1], None)
             if child is None:
@@ -387,18 +457,32 @@ def file_pieces(fetch: Fetch, root: bytes, first: bytes | None = None) -> Iterat
             elif cids.codec(child[0]) == cids.RAW:
                 yield RawLeaf(*child)
             else:
-                cid, block = child[0], fetch(child[0])
+                cid, block, expected = child[0], fetch(child[0]), child[1]
                 break
         else:
             return
 
 
 def file_content(fetch: Fetch, root: bytes, first: bytes | None = None) -> Iterator[bytes]:
-    """The content of the UnixFS file at ``root``, block by block, every block from ``fetch``."""
+    """The content of the UnixFS file at ``root``, block by block, every block from ``fetch``;
+    each leaf must have the size its parent declares."""
     for piece in file_pieces(fetch, root, first):
-        data = fetch(piece.cid) if isinstance(piece, RawLeaf) else piece
+        if isinstance(piece, RawLeaf):
+            data = fetch(piece.cid)
+            check_leaf(piece, data, cids.to_str(root))
+        else:
+            data = piece
         if data:
             yield data
+
+
+def check_leaf(leaf: RawLeaf, data: bytes, file: str) -> None:
+    """A raw leaf's verified bytes must be as long as its parent declares."""
+    if len(data) != leaf.size:
+        raise IntegrityError(
+            f"malformed UnixFS file {file}: leaf {cids.to_str(leaf.cid)} has {len(data)} bytes, "
+            f"its parent says {leaf.size}"
+        )
 
 
 def read_file(fetch: Fetch, root: bytes) -> Iterator[bytes]:
@@ -433,12 +517,16 @@ def write_tree(
     dest: Path,
     progress: Progress | None = None,
     content: FileContent | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Write the file or directory at ``root`` to ``dest``, which must not exist yet.
 
     Directory and file nodes come from ``fetch``; file content from ``content`` (by default
     :func:`file_content` over ``fetch``). Everything is written under a temporary name next
     to ``dest`` and renamed at the end, so a failed verification leaves nothing at ``dest``.
+    ``limits`` bounds the bytes written (each file's declared size counts before it is
+    fetched), the files and folders created, and the folder depth: a DAG that shares one
+    subtree many times cannot expand into more than that.
     """
     if dest.exists() or dest.is_symlink():
         raise StorageError(f"{dest} already exists")
@@ -451,8 +539,9 @@ def write_tree(
         return file_content(fetch, cid, first)
 
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    budget = _Budget(limits, cids.to_str(root))
     try:
-        _write_node(fetch, content or default, root, tmp, progress)
+        _write_node(fetch, content or default, root, tmp, progress, budget, 0)
         os.replace(tmp, dest)
     except OSError as exc:
         _remove(tmp)
@@ -469,9 +558,47 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+class _Budget:
+    """What an extraction may still create (see :class:`~provenance.untrusted.Limits`)."""
+
+    def __init__(self, limits: Limits, root: str) -> None:
+        self.limits = limits
+        self.root = root
+        self.bytes = 0
+        self.entries = 0
+
+    def entry(self, depth: int) -> None:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise StorageError(
+                f"{self.root} holds more than {self.limits.max_entries} files and folders "
+                "(limits.max_entries)"
+            )
+        if depth > self.limits.max_depth:
+            raise StorageError(
+                f"{self.root} nests folders deeper than {self.limits.max_depth} levels "
+                "(limits.max_depth)"
+            )
+
+    def reserve(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self.limits.max_download_bytes:
+            raise StorageError(
+                f"{self.root} holds more than {self.limits.max_download_bytes} bytes "
+                "(limits.max_download_bytes)"
+            )
+
+
 def _write_node(
-    fetch: Fetch, content: FileContent, cid: bytes, path: Path, progress: Progress | None
+    fetch: Fetch,
+    content: FileContent,
+    cid: bytes,
+    path: Path,
+    progress: Progress | None,
+    budget: _Budget,
+    depth: int,
 ) -> None:
+    budget.entry(depth)
     block = None
     if cids.codec(cid) != cids.RAW:
         block = fetch(cid)
@@ -482,25 +609,37 @@ def _write_node(
             path.mkdir()
             names: set[str] = set()
             for link in node.links:
-                if link.name in names or not _safe_name(link.name):
+                if (
+                    link.name in names
+                    or "/" in link.name
+                    or unsafe_path_reason(link.name) is not None
+                ):
                     raise IntegrityError(
                         f"directory {cids.to_str(cid)} has an unsafe or repeated entry name "
                         f"{link.name!r}"
                     )
                 names.add(link.name)
-                _write_node(fetch, content, link.cid, path / link.name, progress)
+                _write_node(fetch, content, link.cid, path / link.name, progress, budget, depth + 1)
             return
         if fs.type not in (UnixFSType.FILE, UnixFSType.RAW):
             raise StorageError(
                 f"{cids.to_str(cid)} is a UnixFS {fs.type.name.lower()}, which cannot be "
                 "written out here"
             )
+        declared = declared_size(cid, block)
+        budget.reserve(declared)
+    else:
+        declared = -1  # a raw file is one verified block: its length is its size
+    written = 0
     with open(path, "xb") as f:
         for chunk in content(cid, block):
+            written += len(chunk)
+            if declared < 0:
+                budget.reserve(len(chunk))
+            elif written > declared:
+                raise IntegrityError(f"{cids.to_str(cid)} holds more than its {declared} bytes")
             f.write(chunk)
             if progress is not None:
                 progress(len(chunk))
-
-
-def _safe_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+    if declared >= 0 and written != declared:
+        raise IntegrityError(f"{cids.to_str(cid)} holds {written} bytes, not its {declared}")

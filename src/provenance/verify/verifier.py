@@ -14,7 +14,6 @@ checked on the policy's OutputAttestor only.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from provenance.certificate import (
 )
 from provenance.chain.types import Status
 from provenance.errors import CertificateError, ConfigError, IntegrityError
+from provenance.untrusted import MAX_JSON_BYTES, UntrustedInputError, loads_json
 from provenance.verify.certificate import envelope_signature_check
 from provenance.verify.context import Context, RegistryView
 from provenance.verify.files import hash_check, sibling_certificate, unregistered_check
@@ -322,10 +322,12 @@ class Verifier:
                 raise ConfigError(
                     f"receipt {path} is larger than {self.policy.max_receipt_bytes} bytes"
                 )
-            try:
-                data = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"receipt {path} is not readable JSON: {exc}") from exc
+            data = loads_json(
+                raw,
+                what=f"receipt {path}",
+                max_bytes=self.policy.max_receipt_bytes,
+                error=ConfigError,
+            )
         if _looks_like(data, "predictions", "receipt"):
             if data["receipt"] is None:
                 raise ConfigError(
@@ -406,8 +408,9 @@ class Verifier:
             return Report(text, "model-id", raw, tuple(checks))
         if path.is_file() and path.suffix.lower() == ".json":
             data: Any = None
-            with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
-                data = json.loads(path.read_text(encoding="utf-8"))
+            with contextlib.suppress(OSError, UntrustedInputError), path.open("rb") as f:
+                # a receipt or a certificate, else model files: read no more than JSON may be
+                data = loads_json(f.read(MAX_JSON_BYTES + 1), what=str(path))
             if _looks_like(data, "record", "batch", "proof") or _looks_like(
                 data, "predictions", "receipt"
             ):
