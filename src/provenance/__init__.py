@@ -75,12 +75,12 @@ _LAZY = {
     "Policy": "provenance.verify.policy",
     "policy_from_config": "provenance.verify.policy",
     "Verifier": "provenance.verify.verifier",
-    "report_for_model": "provenance.verify.verifier",
-    "report_for_target": "provenance.verify.verifier",
-    "verify_lineage": "provenance.verify.verifier",
-    "verify_model": "provenance.verify.verifier",
-    "verify_model_files": "provenance.verify.verifier",
-    "verify_receipt": "provenance.verify.verifier",
+    "report_for_model": "provenance.verify.shortcuts",
+    "report_for_target": "provenance.verify.shortcuts",
+    "verify_lineage": "provenance.verify.shortcuts",
+    "verify_model": "provenance.verify.shortcuts",
+    "verify_model_files": "provenance.verify.shortcuts",
+    "verify_receipt": "provenance.verify.shortcuts",
     "FamilyTree": "provenance.lineage",
     "build_family_tree": "provenance.lineage",
     "impact": "provenance.lineage",
@@ -236,8 +236,7 @@ if TYPE_CHECKING:
     from provenance.storage import Kubo, LocalStore, open_storage
     from provenance.verify.policy import Policy, policy_from_config
     from provenance.verify.report import Check, CheckName, CheckStatus, Report
-    from provenance.verify.verifier import (
-        Verifier,
+    from provenance.verify.shortcuts import (
         report_for_model,
         report_for_target,
         verify_lineage,
@@ -245,6 +244,7 @@ if TYPE_CHECKING:
         verify_model_files,
         verify_receipt,
     )
+    from provenance.verify.verifier import Verifier
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from provenance.cli._common import err
 from provenance.cli._common import tools as _tools
 from provenance.errors import ConfigError
 from provenance.verify.policy import policy_from_config
-from provenance.verify.verifier import Verifier
+from provenance.verify.verifier import Verifier, read_receipt_file
 
 app = typer.Typer()
 
@@ -77,6 +77,8 @@ def verify_output(
     policy = policy_from_config(config, trust=trust or [], attestor=attestor, fetch_data=False)
     input_data = _read(input_file, "input")
     output_data = _read(output_file, "output")
+    # the file is read (bounded) before any service is asked: bad input needs no chain
+    data = read_receipt_file(receipt_file, policy.max_receipt_bytes)
     with ExitStack() as stack:
         if offline:
             verifier = Verifier(policy, registry=None, storage=None)
@@ -91,7 +93,7 @@ def verify_output(
             )
             stack.callback(storage.close)
             verifier = Verifier(policy, registry=registry, storage=storage)
-        report = verifier.receipt(receipt_file, input=input_data, output=output_data)
+        report = verifier.receipt(data, input_data, output_data, target=str(receipt_file))
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

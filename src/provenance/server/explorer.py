@@ -254,7 +254,8 @@ class Explorer:
 
     def verification(self, model_id: str) -> dict[str, Any]:
         mid, _, _ = self.model(model_id)
-        from provenance.verify.verifier import Verifier, report_for_model
+        from provenance.verify.shortcuts import report_for_model
+        from provenance.verify.verifier import Verifier
 
         # never fetches training data: a page view must not download datasets
         if self.policy is not None:

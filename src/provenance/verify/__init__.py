@@ -7,7 +7,8 @@ certificate file or an output receipt, from the chain and IPFS, against explicit
     report.ok, report.first_failure(), report.to_json()
 
 Modules: :mod:`~provenance.verify.report` (Check, Report, CheckName),
-:mod:`~provenance.verify.policy` (the trust roots), :mod:`~provenance.verify.verifier`, and one
+:mod:`~provenance.verify.policy` (the trust roots), :mod:`~provenance.verify.verifier`,
+:mod:`~provenance.verify.shortcuts` (keyword and raising forms), and one
 module per kind of check: registration, certificate, data, lineage, files, image, receipt.
 Each failed required check carries the error class :meth:`Report.raise_for_failure` (and the
 ``verify_*`` functions) raise: IntegrityError for digest mismatches, SignatureError,
@@ -20,9 +21,7 @@ from provenance.verify.context import RegistryView, fetch_bytes
 from provenance.verify.policy import DEFAULT_FETCH_TIMEOUT, Policy, policy_from_config
 from provenance.verify.registration import Anchor, anchor_of, find_models
 from provenance.verify.report import Check, CheckName, CheckStatus, Report, generation
-from provenance.verify.verifier import (
-    Verifier,
-    as_id,
+from provenance.verify.shortcuts import (
     lineage_report,
     report_for_model,
     report_for_target,
@@ -31,6 +30,7 @@ from provenance.verify.verifier import (
     verify_model_files,
     verify_receipt,
 )
+from provenance.verify.verifier import Verifier, as_id
 
 __all__ = [
     "DEFAULT_FETCH_TIMEOUT",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +36,7 @@ from provenance.verify.context import Context, RegistryView
 from provenance.verify.files import hash_check, sibling_certificate, unregistered_check
 from provenance.verify.image import image_content_checks, image_label_checks
 from provenance.verify.lineage import lineage_checks
-from provenance.verify.policy import DEFAULT_FETCH_TIMEOUT, Policy
+from provenance.verify.policy import Policy
 from provenance.verify.receipt import (
     chain_checks,
     offline_check,
@@ -96,6 +96,21 @@ def _pick(
             False,
         )
     return chosen[0], chosen[1], chosen[2], note
+
+
+def read_receipt_file(path: Path, max_bytes: int) -> Any:
+    """The JSON of a receipt file (or of a ``/predict`` answer), bounded before it is decoded:
+    ConfigError with one line for a missing, unreadable, oversized or malformed file."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"receipt {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read receipt {path}: {exc}") from exc
+    if len(raw) > max_bytes:
+        raise ConfigError(f"receipt {path} is larger than {max_bytes} bytes")
+    return loads_json(raw, what=f"receipt {path}", max_bytes=max_bytes, error=ConfigError)
 
 
 class Verifier:
@@ -274,12 +289,15 @@ class Verifier:
         path_or_receipt: Path | str | Receipt | Mapping[str, Any],
         input: bytes | None = None,
         output: bytes | None = None,
+        *,
+        target: str | None = None,
     ) -> Report:
         """An output receipt (a file, its JSON, a :class:`Receipt`, or a ``/predict`` answer of
         ``provenance serve`` whose predictions are then the output checked): see
         :mod:`provenance.verify.receipt`; then the model's own checks. The chain is read only
-        on the policy's chain, attestor and registry."""
-        target, receipt, output = self._load_receipt(path_or_receipt, output)
+        on the policy's chain, attestor and registry. ``target`` names it in the report (default:
+        the file, or "receipt")."""
+        target, receipt, output = self._load_receipt(path_or_receipt, output, target)
         c = Checks(target if not isinstance(path_or_receipt, Receipt) else "receipt")
         if isinstance(receipt, str):
             c.fail(CheckName.RECEIPT, receipt, IntegrityError)
@@ -300,34 +318,20 @@ class Verifier:
         return Report(target, "receipt", model_id, tuple([*c.items, *checks]))
 
     def _load_receipt(
-        self, source: Path | str | Receipt | Mapping[str, Any], output: bytes | None
+        self,
+        source: Path | str | Receipt | Mapping[str, Any],
+        output: bytes | None,
+        target: str | None,
     ) -> tuple[str, Receipt | str, bytes | None]:
         """(target, the receipt or why it is not one, the output to check)."""
         if isinstance(source, Receipt):
-            return "receipt", source, output
+            return target or "receipt", source, output
         if isinstance(source, Mapping):
             data: Any = dict(source)
-            target = "receipt"
+            target = target or "receipt"
         else:
-            path = Path(source)
-            target = str(path)
-            try:
-                with path.open("rb") as f:
-                    raw = f.read(self.policy.max_receipt_bytes + 1)
-            except FileNotFoundError:
-                raise ConfigError(f"receipt {path} does not exist") from None
-            except OSError as exc:
-                raise ConfigError(f"cannot read receipt {path}: {exc}") from exc
-            if len(raw) > self.policy.max_receipt_bytes:
-                raise ConfigError(
-                    f"receipt {path} is larger than {self.policy.max_receipt_bytes} bytes"
-                )
-            data = loads_json(
-                raw,
-                what=f"receipt {path}",
-                max_bytes=self.policy.max_receipt_bytes,
-                error=ConfigError,
-            )
+            target = target or str(source)
+            data = read_receipt_file(Path(source), self.policy.max_receipt_bytes)
         if _looks_like(data, "predictions", "receipt"):
             if data["receipt"] is None:
                 raise ConfigError(
@@ -435,179 +439,4 @@ class Verifier:
         return self.image(text, text)
 
 
-# -- the forms without a policy object: the registry client's chain and address are trusted --
-
-
-def _policy(
-    registry: RegistryView,
-    *,
-    attestor: AttestorContract | None = None,
-    trusted_registrants: Iterable[str] | None = None,
-    data_sources: Mapping[str, Path] | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-    fetch_data: bool = True,
-) -> Policy:
-    w3 = getattr(registry, "w3", None)
-    return Policy(
-        chain_id=None if w3 is None else int(w3.eth.chain_id),
-        registry=registry.address,
-        attestor=None if attestor is None else attestor.address,
-        registrants=None if trusted_registrants is None else frozenset(trusted_registrants),
-        sources=tuple(sorted((data_sources or {}).items())),
-        fetch_timeout=fetch_timeout,
-        fetch_data=fetch_data,
-    )
-
-
-def report_for_model(
-    model_id: bytes,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    trusted_registrants: Iterable[str] | None = None,
-    data_sources: Mapping[str, Path] | None = None,
-    envelope: SignedCertificate | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-    fetch_data: bool = True,
-) -> Report:
-    """:meth:`Verifier.model`, trusting the registry client's chain and address."""
-    policy = _policy(
-        registry,
-        trusted_registrants=trusted_registrants,
-        data_sources=data_sources,
-        fetch_timeout=fetch_timeout,
-        fetch_data=fetch_data,
-    )
-    return Verifier(policy, registry=registry, storage=storage).model(model_id, envelope=envelope)
-
-
-def report_for_target(
-    target: str,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    engine: DockerEngine | None = None,
-    attestor: AttestorContract | None = None,
-    trusted_registrants: Iterable[str] | None = None,
-    data_sources: Mapping[str, Path] | None = None,
-    index: LineageIndex | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-    fetch_data: bool = True,
-) -> Report:
-    """:meth:`Verifier.target`, trusting the registry client's chain and address and the
-    given ``attestor`` (none: every on-chain receipt check fails)."""
-    policy = _policy(
-        registry,
-        attestor=attestor,
-        trusted_registrants=trusted_registrants,
-        data_sources=data_sources,
-        fetch_timeout=fetch_timeout,
-        fetch_data=fetch_data,
-    )
-    verifier = Verifier(
-        policy, registry=registry, storage=storage, engine=engine, attestor=attestor, index=index
-    )
-    return verifier.target(target)
-
-
-def lineage_report(
-    model_id: bytes,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    trusted_registrants: Iterable[str] | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-) -> Report:
-    """:meth:`Verifier.lineage`, trusting the registry client's chain and address."""
-    policy = _policy(registry, trusted_registrants=trusted_registrants, fetch_timeout=fetch_timeout)
-    return Verifier(policy, registry=registry, storage=storage).lineage(model_id)
-
-
-# -- raising forms ------------------------------------------------------------------------
-
-
-def verify_model(
-    model_id: bytes,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    trusted_registrants: Iterable[str] | None = None,
-    data_sources: Mapping[str, Path] | None = None,
-    envelope: SignedCertificate | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-) -> None:
-    """Raise the error of the first failed required check of :func:`report_for_model`."""
-    report_for_model(
-        model_id,
-        registry=registry,
-        storage=storage,
-        trusted_registrants=trusted_registrants,
-        data_sources=data_sources,
-        envelope=envelope,
-        fetch_timeout=fetch_timeout,
-    ).raise_for_failure()
-
-
-def verify_model_files(
-    path: Path,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    trusted_registrants: Iterable[str] | None = None,
-    data_sources: Mapping[str, Path] | None = None,
-    index: LineageIndex | None = None,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-) -> None:
-    """Re-hash model files, find their registration and check it; raise the first failure."""
-    policy = _policy(
-        registry,
-        trusted_registrants=trusted_registrants,
-        data_sources=data_sources,
-        fetch_timeout=fetch_timeout,
-    )
-    Verifier(policy, registry=registry, storage=storage, index=index).files(
-        path
-    ).raise_for_failure()
-
-
-def verify_lineage(
-    model_id: bytes,
-    *,
-    registry: RegistryView,
-    storage: Storage,
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-) -> None:
-    """Raise PolicyError when the model or an ancestor is revoked (tainted), or the error of
-    another failed lineage check (an ancestor's certificate missing or altered)."""
-    lineage_report(
-        model_id, registry=registry, storage=storage, fetch_timeout=fetch_timeout
-    ).raise_for_failure()
-
-
-def verify_receipt(
-    receipt: Path | str | Receipt | Mapping[str, Any],
-    *,
-    policy: Policy,
-    registry: RegistryView,
-    storage: Storage,
-    attestor: AttestorContract | None = None,
-    input: bytes | None = None,
-    output: bytes | None = None,
-) -> None:
-    """Raise the error of the first failed required check of :meth:`Verifier.receipt`."""
-    Verifier(policy, registry=registry, storage=storage, attestor=attestor).receipt(
-        receipt, input=input, output=output
-    ).raise_for_failure()
-
-
-__all__ = [
-    "Verifier",
-    "as_id",
-    "lineage_report",
-    "report_for_model",
-    "report_for_target",
-    "verify_lineage",
-    "verify_model",
-    "verify_model_files",
-    "verify_receipt",
-]
+__all__ = ["Verifier", "as_id", "read_receipt_file"]
