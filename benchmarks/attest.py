@@ -42,7 +42,7 @@ from provenance.chain.deploy import ensure_deployed
 from provenance.chain.keys import dev_account
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
-from provenance.chain.types import Registration
+from provenance.registration import Registration
 from provenance.stack import Tools, ephemeral_anvil
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -41,7 +41,7 @@ from provenance.chain.client import connect
 from provenance.chain.keys import dev_account
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
-from provenance.chain.types import Parent, Registration
+from provenance.registration import Parent, Registration
 from provenance.stack import Tools, ephemeral_anvil
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,10 +27,10 @@ _LAZY = {
     "Deployment": "provenance.chain",
     "LineageIndex": "provenance.chain",
     "ModelRecord": "provenance.chain",
-    "Parent": "provenance.chain",
-    "Registration": "provenance.chain",
+    "Parent": "provenance.registration",
+    "Registration": "provenance.registration",
     "Registry": "provenance.chain",
-    "Relation": "provenance.chain",
+    "Relation": "provenance.registration",
     "Status": "provenance.chain",
     "Transactor": "provenance.chain",
     "connect": "provenance.chain",
@@ -186,10 +186,7 @@ if TYPE_CHECKING:
         Deployment,
         LineageIndex,
         ModelRecord,
-        Parent,
-        Registration,
         Registry,
-        Relation,
         Status,
         Transactor,
         connect,
@@ -232,6 +229,7 @@ if TYPE_CHECKING:
         render_svg,
     )
     from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
+    from provenance.registration import Parent, Registration, Relation
     from provenance.stack import Stack
     from provenance.storage import Kubo, LocalStore, open_storage
     from provenance.verify.policy import Policy, policy_from_config

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternatives
 
-from provenance.chain.types import EIP712_DOMAIN_TYPES
 from provenance.errors import ConfigError, IntegrityError, ProvenanceError, ServiceError
+from provenance.registration import EIP712_DOMAIN_TYPES
 from provenance.untrusted import keep_recursion_limit
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The birth certificate of a model: schema (version 1), canonical bytes, digest, CID, on-chain
 id, and the creator's EIP-712 signature.
 
-Pure: no web3, no network. (``registration()`` imports :mod:`provenance.chain.types` lazily.)
+Pure: no web3, no network. Relations, parents and model ids are :mod:`provenance.registration`'s.
 
 How the values relate::
 
@@ -47,9 +47,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import WithJsonSchema, models_json_schema
 
-from provenance.errors import CertificateError, SignatureError
+from provenance.errors import CertificateError, ProvenanceError, SignatureError
 from provenance.hashing import format_digest, parse_digest
 from provenance.manifest import (
     DatasetRecord,
@@ -61,13 +61,13 @@ from provenance.manifest import (
     check_extractable,
     data_commitment,
 )
+from provenance.registration import Parent, Registration, Relation
 from provenance.untrusted import keep_recursion_limit, loads_json
 
 if TYPE_CHECKING:
     from eth_account.datastructures import SignedMessage
     from eth_account.messages import SignableMessage
 
-    from provenance.chain.types import Registration
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = "urn:provenance:schema:certificate:v1"
@@ -81,44 +81,31 @@ EIP712_TYPES: dict[str, list[dict[str, str]]] = {
     "Certificate": [{"name": "certificateDigest", "type": "bytes32"}]
 }
 
-RelationLabel = Literal[
-    "fine-tune",
-    "transfer",
-    "online-update",
-    "distillation",
-    "merge",
-    "quantization",
-    "checkpoint",
-    "other",
+RELATIONS: tuple[str, ...] = Relation.labels()
+"""The relation labels a certificate may name: :class:`Relation`'s, in the contract's order."""
+
+
+def _relation_label(value: str) -> str:
+    """A certificate names a relation by its exact label (aliases are for input, not bodies)."""
+    if value not in RELATIONS:
+        raise ValueError(f"unknown relation {value!r}; use one of: {', '.join(RELATIONS)}")
+    return value
+
+
+RelationLabel = Annotated[
+    str,
+    AfterValidator(_relation_label),
+    WithJsonSchema({"enum": list(RELATIONS), "type": "string"}),
 ]
 
-RELATIONS: tuple[RelationLabel, ...] = (
-    "fine-tune",
-    "transfer",
-    "online-update",
-    "distillation",
-    "merge",
-    "quantization",
-    "checkpoint",
-    "other",
-)
 
-_RELATION_ALIASES = {"finetune": "fine-tune", "distill": "distillation", "quantize": "quantization"}
-
-
-def parse_relation(text: str | int) -> RelationLabel:
+def parse_relation(text: str | int) -> str:
     """A relation label from its spelling (``fine-tune``, ``fine_tune``, ``Fine Tune``,
-    ``finetune``...) or the contract's enum value."""
-    if isinstance(text, int):
-        if 0 <= text < len(RELATIONS):
-            return RELATIONS[text]
-        raise CertificateError(f"unknown relation {text}; use 0..{len(RELATIONS) - 1}")
-    key = text.strip().lower().replace("_", "-").replace(" ", "-")
-    key = _RELATION_ALIASES.get(key, key)
-    for label in RELATIONS:
-        if key == label:
-            return label
-    raise CertificateError(f"unknown relation {text!r}; use one of: {', '.join(RELATIONS)}")
+    ``finetune``...) or the contract's enum value (:meth:`Relation.parse`)."""
+    try:
+        return Relation.parse(text).label
+    except ProvenanceError as exc:
+        raise CertificateError(str(exc)) from None
 
 
 Bytes32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{64}$")]
@@ -398,8 +385,6 @@ class Certificate(Frozen):
 
     def registration(self, acknowledge_revoked_parents: bool = False) -> Registration:
         """What registering this certificate on chain commits to."""
-        from provenance.chain.types import Parent, Registration, Relation
-
         return Registration(
             certificate_digest=self.digest,
             model_digest=parse_digest(self.model.digest, "model digest"),

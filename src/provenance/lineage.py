@@ -33,8 +33,9 @@ from typing import Any, Literal, Protocol
 
 from rich.tree import Tree
 
-from provenance.chain.types import Parent, Relation, Status
+from provenance.chain.types import Status
 from provenance.errors import ProvenanceError
+from provenance.registration import Parent, Relation
 from provenance.untrusted import printable
 
 NodeStatus = Literal["active", "revoked", "tainted", "unknown"]

@@ -16,7 +16,7 @@ from provenance.chain.deploy import ensure_deployed
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
-from provenance.chain.types import Parent, Registration
+from provenance.registration import Parent, Registration
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ from web3 import Web3
 from provenance.attest import Batch, OutputRecord, OutputTree, verify_output_proof
 from provenance.chain.attestor import AttestorContract
 from provenance.chain.client import connect
-from provenance.chain.types import Parent, Registration
 from provenance.errors import ContractRevertError, IntegrityError
+from provenance.registration import Parent, Registration
 from provenance.stack import Stack
 
 from .chainutil import ALICE, BOB, MALLORY, as_user, deploy_contracts, registration, transactor

@@ -26,8 +26,9 @@ from provenance.certificate import (
     verify_certificate_signature,
 )
 from provenance.chain.client import connect
-from provenance.chain.types import Parent, Relation, Status
+from provenance.chain.types import Status
 from provenance.manifest import open_table, verify_subset
+from provenance.registration import Parent, Relation
 from provenance.stack import Stack
 from provenance.storage import Kubo
 

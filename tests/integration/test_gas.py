@@ -12,7 +12,7 @@ import pytest
 from web3 import Web3
 
 from provenance.chain.client import connect
-from provenance.chain.types import Parent
+from provenance.registration import Parent
 from provenance.stack import Stack
 
 from .chainutil import deploy_registry, registration

@@ -17,8 +17,9 @@ from provenance.chain.client import connect
 from provenance.chain.index import LineageIndex
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor, send
-from provenance.chain.types import Parent, Registration, Relation, Status
+from provenance.chain.types import Status
 from provenance.errors import ChainError, ContractRevertError, ProvenanceError
+from provenance.registration import Parent, Registration, Relation
 from provenance.stack import Stack
 
 from .chainutil import (

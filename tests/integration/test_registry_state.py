@@ -21,8 +21,9 @@ from web3 import Web3
 
 from provenance.chain.client import connect
 from provenance.chain.index import LineageIndex
-from provenance.chain.types import Parent, Registration, Relation, Status
+from provenance.chain.types import Status
 from provenance.errors import ContractRevertError
+from provenance.registration import Parent, Registration, Relation
 from provenance.stack import Stack
 
 from .chainutil import ADMIN, ALICE, BOB, MALLORY, as_user, deploy_registry

@@ -27,9 +27,9 @@ from provenance.chain.attestor import AttestorContract
 from provenance.chain.client import connect
 from provenance.chain.deploy import Deployment
 from provenance.chain.registry import Registry
-from provenance.chain.types import Registration
 from provenance.errors import StorageError
 from provenance.images import DockerEngine, attach_image, build_model_image, push_to_ipfs
+from provenance.registration import Registration
 from provenance.stack import Stack
 from provenance.storage import Kubo
 from provenance.verify import report_for_model, report_for_target, verify_model

@@ -36,7 +36,6 @@ from provenance.certificate import (
 )
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import Registered
-from provenance.chain.types import Registration
 from provenance.errors import CaptureError, CertificateError, IntegrityError
 from provenance.hashing import format_digest, hash_file
 from provenance.manifest import (
@@ -47,6 +46,7 @@ from provenance.manifest import (
     open_table,
     verify_opening,
 )
+from provenance.registration import Registration
 from provenance.storage.cid import cid_for_digest
 
 NOON = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)

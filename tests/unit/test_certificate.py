@@ -44,7 +44,6 @@ from provenance.certificate import (
 )
 from provenance.certificate import Cpu as CpuInfo
 from provenance.chain.keys import anvil_dev_key
-from provenance.chain.types import Parent, Registration, Relation
 from provenance.errors import CertificateError, ProvenanceError, SignatureError
 from provenance.hashing import format_digest, merkle_root
 from provenance.manifest import (
@@ -56,6 +55,7 @@ from provenance.manifest import (
     open_table,
     subset_of,
 )
+from provenance.registration import Parent, Registration, Relation
 from provenance.storage.cid import cid_for_digest
 
 ROOT = Path(__file__).resolve().parents[2]

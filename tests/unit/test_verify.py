@@ -19,8 +19,9 @@ from provenance.capture import track
 from provenance.certificate import Certificate, SignedCertificate, typed_data
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import RegistryEvent
-from provenance.chain.types import ZERO32, ModelRecord, Parent, Registration, Status
+from provenance.chain.types import ModelRecord, Status
 from provenance.errors import IntegrityError, PolicyError, SignatureError, StorageError
+from provenance.registration import ZERO32, Parent, Registration
 from provenance.storage import LocalStore
 from provenance.verify import (
     Check,

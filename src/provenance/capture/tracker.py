@@ -78,10 +78,10 @@ from provenance.manifest import (
     open_table,
     subset_of,
 )
+from provenance.registration import Registration, Relation
 
 if TYPE_CHECKING:
     from provenance.chain.registry import Registered
-    from provenance.chain.types import Registration
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,7 +118,7 @@ def parse_parent(spec: ParentSpec) -> ParentLink:
     raw: bytes | str
     if isinstance(spec, str):
         raw, _, relation = spec.partition(":")
-        relation = relation or "fine-tune"
+        relation = relation or Relation.FINE_TUNE.label
     elif len(spec) == 2:
         raw, relation = spec
     else:

@@ -1,7 +1,7 @@
 """Everything that talks to Ethereum: clients, packaged artifacts, keys, deployment, registry.
 
-Names load lazily, so ``provenance.chain.types`` (values only: eth-abi, eth-utils) can be used
-by the pure modules without importing web3.
+Names load lazily, so importing the package costs nothing until a name is used. ``Parent``,
+``Registration`` and ``Relation`` are re-exported from the pure :mod:`provenance.registration`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ _LAZY = {
     "Registry": "provenance.chain.registry",
     "Transactor": "provenance.chain.tx",
     "ModelRecord": "provenance.chain.types",
-    "Parent": "provenance.chain.types",
-    "Registration": "provenance.chain.types",
-    "Relation": "provenance.chain.types",
+    "Parent": "provenance.registration",
+    "Registration": "provenance.registration",
+    "Relation": "provenance.registration",
     "Status": "provenance.chain.types",
 }
 
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from provenance.chain.keys import dev_account, load_keystore
     from provenance.chain.registry import Registered, Registry
     from provenance.chain.tx import Transactor
-    from provenance.chain.types import ModelRecord, Parent, Registration, Relation, Status
+    from provenance.chain.types import ModelRecord, Status
+    from provenance.registration import Parent, Registration, Relation
 
 
 def __getattr__(name: str) -> Any:

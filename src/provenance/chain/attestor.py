@@ -25,8 +25,8 @@ from web3.exceptions import Web3Exception
 from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
 from provenance.chain.contract import ContractClient
 from provenance.chain.tx import Transactor
-from provenance.chain.types import Registration
 from provenance.errors import ChainError, IntegrityError
+from provenance.registration import Registration
 
 CONTRACT = "OutputAttestor"
 

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 
 from eth_utils.address import to_checksum_address
 
-from provenance.chain.types import ZERO32, Parent, Relation, Status
+from provenance.chain.types import Status
 from provenance.errors import ChainError
+from provenance.registration import ZERO32, Parent, Relation
 
 if TYPE_CHECKING:
     from provenance.chain.registry import Registry, RegistryEvent

@@ -35,19 +35,18 @@ from provenance.certificate import Signer
 from provenance.chain.contract import ContractClient
 from provenance.chain.deploy import Deployment
 from provenance.chain.tx import Transactor
-from provenance.chain.types import (
+from provenance.chain.types import ModelRecord, Status
+from provenance.errors import ChainError, ContractRevertError
+from provenance.registration import (
     EIP712_DOMAIN_TYPES,
     EIP712_NAME,
     EIP712_TYPES,
     EIP712_VERSION,
     ZERO32,
-    ModelRecord,
     Parent,
     Registration,
     Relation,
-    Status,
 )
-from provenance.errors import ChainError, ContractRevertError
 
 CONTRACT = "ModelRegistry"
 ROLES = {"registrant": keccak(text="REGISTRANT_ROLE"), "auditor": keccak(text="AUDITOR_ROLE")}

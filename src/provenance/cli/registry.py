@@ -19,11 +19,12 @@ from provenance.chain.deploy import Deployment
 from provenance.chain.index import LineageIndex
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
-from provenance.chain.types import Parent, Registration, Status, as_bytes32
+from provenance.chain.types import Status
 from provenance.cli._common import config as _config
 from provenance.cli._common import out, say, shown, signer
 from provenance.config import Config
 from provenance.errors import ConfigError, ProvenanceError
+from provenance.registration import Parent, Registration, as_bytes32
 from provenance.untrusted import loads_json
 
 app = typer.Typer()

@@ -116,9 +116,9 @@ def serve(
     from provenance.attest import Attestor
     from provenance.chain.attestor import AttestorContract
     from provenance.chain.tx import Transactor
-    from provenance.chain.types import as_bytes32
     from provenance.cli.registry import open_attestor, open_registry
     from provenance.images import RECORD_MEDIA_TYPE, DockerEngine
+    from provenance.registration import as_bytes32
     from provenance.server.service import (
         check_servable,
         check_trusted_registrant,

@@ -46,8 +46,8 @@ from provenance.certificate import (
     raw_block_cid,
 )
 from provenance.chain.index import IndexedModel, LineageIndex
-from provenance.chain.types import as_bytes32
 from provenance.errors import ConfigError, ProvenanceError
+from provenance.registration import as_bytes32
 
 if TYPE_CHECKING:
     from provenance.chain.attestor import AttestorContract

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from provenance.chain.types import Parent, Status
+from provenance.chain.types import Status
+from provenance.registration import Parent
 
 if TYPE_CHECKING:
     from provenance.chain.index import LineageIndex
