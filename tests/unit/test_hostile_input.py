@@ -427,14 +427,14 @@ def test_abi_and_address_errors_become_one_line(
     from web3.exceptions import InvalidAddress
 
     import provenance.cli as cli_module
-    from provenance.cli import ipfs
+    import provenance.storage
 
     for exc in (ValueOutOfBounds("Value 2**64 exceeds uint64"), InvalidAddress("0x12 bad")):
 
         def boom(*args: object, exc: Exception = exc, **kwargs: object) -> None:
             raise exc
 
-        monkeypatch.setattr(ipfs, "cid_of_path", boom)
+        monkeypatch.setattr(provenance.storage, "cid_of_path", boom)  # the CLI imports it late
         (tmp_path / "f").write_bytes(b"x")
         monkeypatch.setattr(sys, "argv", ["provenance", "ipfs", "add", "--only-hash", "f"])
         monkeypatch.chdir(tmp_path)

@@ -8,17 +8,55 @@ this package.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
-from provenance.untrusted import keep_recursion_limit, printable
+import typer
+from rich.markup import escape
 
-keep_recursion_limit()  # before any command imports eth_account (py_ecc would set 100000)
+from provenance import __version__
+from provenance.untrusted import printable
 
-import typer  # noqa: E402
-from rich.markup import escape  # noqa: E402
 
-from provenance import __version__  # noqa: E402
+class _KeepRecursionLimit(MetaPathFinder, Loader):
+    """Imports ``py_ecc`` (what ``eth_account`` and web3 import) without keeping the recursion
+    limit of 100000 it sets, whichever command imports it first; see
+    :func:`provenance.untrusted.keep_recursion_limit`, which would import it at start-up."""
+
+    def __init__(self) -> None:
+        self._loader: Loader | None = None
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "py_ecc":
+            return None
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        assert self._loader is not None
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        assert self._loader is not None
+        before = sys.getrecursionlimit()
+        try:
+            self._loader.exec_module(module)
+        finally:
+            sys.setrecursionlimit(before)
+
+
+if not any(isinstance(finder, _KeepRecursionLimit) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _KeepRecursionLimit())
+
 from provenance.cli import (  # noqa: E402
     attest,
     certificates,
@@ -108,12 +146,24 @@ def main() -> None:
 def _input_errors() -> tuple[type[Exception], ...]:
     """Third-party exceptions that mean "this value cannot be encoded or checked" (an ABI
     value out of range, an address that is not one, a signature that recovers nothing): bad
-    input, reported in one line like a ProvenanceError."""
-    from eth_abi.exceptions import EncodingError
-    from eth_keys.exceptions import BadSignature
-    from web3.exceptions import InvalidAddress, Web3ValidationError
+    input, reported in one line like a ProvenanceError.
 
-    return (EncodingError, BadSignature, InvalidAddress, Web3ValidationError)
+    Only those of modules already imported: a command that never imported web3 cannot raise
+    them, and importing web3 here (on every exit, ``--version`` included) costs half a second.
+    """
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, name in _INPUT_ERRORS
+        if module in sys.modules and hasattr(sys.modules[module], name)
+    )
+
+
+_INPUT_ERRORS = (
+    ("eth_abi.exceptions", "EncodingError"),
+    ("eth_keys.exceptions", "BadSignature"),
+    ("web3.exceptions", "InvalidAddress"),
+    ("web3.exceptions", "Web3ValidationError"),
+)
 
 
 def _fail(message: str) -> None:

@@ -7,17 +7,21 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.markup import escape
 from rich.segment import Segment
-from web3 import Web3
 
-from provenance.config import Config, is_loopback_url, load_config
 from provenance.errors import ConfigError
-from provenance.stack import Tools
 from provenance.untrusted import printable
+
+if TYPE_CHECKING:  # imported where used: `provenance --help` starts without web3 or pydantic
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
+    from provenance.config import Config
+    from provenance.stack import Tools
 
 
 class _Console(Console):
@@ -50,6 +54,8 @@ state = _State()
 def config() -> Config:
     """The configuration; a ``provenance.toml`` picked up from the working directory is named
     on stderr (once), since any folder can hold one."""
+    from provenance.config import load_config
+
     cwd = Path.cwd()
     loaded = load_config(os.environ, cwd=cwd, explicit=state.config_path)
     if (
@@ -74,6 +80,8 @@ def shown(text: object) -> str:
 
 
 def tools() -> Tools:
+    from provenance.stack import Tools
+
     # The setup script links anvil and ipfs into the virtual environment's bin folder, and
     # builds them into .tools/bin; look there before PATH.
     here = Path(sys.executable).parent
@@ -109,6 +117,7 @@ def signer(
 ) -> LocalAccount:
     """The account that signs: an encrypted keystore, else anvil's dev account on a dev node."""
     from provenance.chain.keys import dev_account, load_keystore
+    from provenance.config import is_loopback_url
 
     if keystore is not None:
         return load_keystore(keystore, password(password_file))

@@ -15,8 +15,6 @@ from provenance.cli._common import config as _config
 from provenance.cli._common import err
 from provenance.cli._common import tools as _tools
 from provenance.errors import ConfigError
-from provenance.verify.policy import policy_from_config
-from provenance.verify.verifier import Verifier, read_receipt_file
 
 app = typer.Typer()
 
@@ -72,6 +70,8 @@ def verify_output(
     and the model's own checks. Given a /predict answer of `provenance serve` (with
     ?wait=true), its predictions are the output checked. Exit 1 with one line on failure."""
     from provenance.cli.verify import render
+    from provenance.verify.policy import policy_from_config
+    from provenance.verify.verifier import Verifier, read_receipt_file
 
     config = _config()
     policy = policy_from_config(config, trust=trust or [], attestor=attestor, fetch_data=False)

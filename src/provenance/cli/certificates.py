@@ -10,44 +10,20 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
-from provenance.capture.runner import certify_command, run_traced
-from provenance.capture.tracker import Run, parse_parent, slug
-from provenance.certificate import (
-    Certificate,
-    SignedCertificate,
-    body_of,
-    certificate_json_schema,
-    load_certificate,
-    verify_certificate_signature,
-)
+if TYPE_CHECKING:
+    from provenance.certificate import Certificate
+    from provenance.config import Config
+    from provenance.hashing import Progress as Advance
+    from provenance.manifest import DatasetOpening, DatasetRecord
+
 from provenance.cli._common import config as _config
 from provenance.cli._common import err, out, password, say, shown
-from provenance.config import Config
 from provenance.errors import CertificateError, ConfigError
-from provenance.hashing import Progress as Advance
-from provenance.hashing import total_size
-from provenance.manifest import (
-    DatasetOpening,
-    DatasetRecord,
-    FileManifest,
-    RowProof,
-    TableManifest,
-    files_at,
-    manifest_of_files,
-    open_table,
-    prove_row,
-    recompute_dataset,
-    source_table,
-    verify_manifest,
-    verify_opening,
-    verify_row_proof,
-)
 
 app = typer.Typer()
 data_app = typer.Typer(
@@ -171,6 +147,10 @@ def run(
 
     provenance run --name "Model Beta" --parent 0xID:fine-tune -- python train.py --epochs 3
     """
+    from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
+    from provenance.capture.runner import certify_command, run_traced
+    from provenance.capture.tracker import Run, parse_parent, slug
+
     config = _config()
     parents = [parse_parent(p) for p in parent or []]
     registering = _registry_configured(config) if register is None else register
@@ -281,6 +261,15 @@ def data_hash(
     as_json: AsJson = False,
 ) -> None:
     """The manifest of a file or directory (per-file SHA-256 and root), or of a table."""
+    from provenance.hashing import total_size
+    from provenance.manifest import (
+        FileManifest,
+        TableManifest,
+        files_at,
+        manifest_of_files,
+        open_table,
+    )
+
     manifest: FileManifest | TableManifest
     if table:
         manifest = open_table(path).manifest()
@@ -324,6 +313,8 @@ def _dataset(certificate: Certificate, name: str | None) -> DatasetRecord:
 
 
 def _opening(path: Path | None, record: DatasetRecord) -> DatasetOpening | None:
+    from provenance.manifest import DatasetOpening, verify_opening
+
     if not record.confidential:
         return None
     if path is None:
@@ -347,6 +338,9 @@ def data_verify(
 ) -> None:
     """Recompute a dataset of a certificate from its source: the files, the table's rows, or
     the subset (source root, selection, subset root)."""
+    from provenance.certificate import body_of, load_certificate
+    from provenance.manifest import recompute_dataset
+
     record = _dataset(body_of(load_certificate(certificate)), dataset)
     matched = recompute_dataset(record, source, _opening(opening, record))
     say(f"dataset {shown(record.name)}: {matched}")
@@ -369,6 +363,9 @@ def data_prove(
 ) -> None:
     """An inclusion proof that a row was in a model's training data (checked before it is
     printed); verify it with `provenance data check-proof`."""
+    from provenance.certificate import body_of, load_certificate
+    from provenance.manifest import TableManifest, prove_row, source_table
+
     record = _dataset(body_of(load_certificate(certificate)), dataset)
     opened = _opening(opening, record)
     manifest = opened.manifest if opened else record.manifest
@@ -393,6 +390,9 @@ def data_check_proof(
     ] = None,
 ) -> None:
     """Verify a row inclusion proof (alone, or against a certificate's dataset commitment)."""
+    from provenance.certificate import body_of, load_certificate
+    from provenance.manifest import RowProof, verify_row_proof
+
     try:
         proof = RowProof.model_validate_json(proof_file.read_bytes())
     except OSError as exc:
@@ -425,6 +425,8 @@ def certificate_show(
     as_json: AsJson = False,
 ) -> None:
     """The certificate's identity (digest, CID, model id) and a summary."""
+    from provenance.certificate import SignedCertificate, body_of, load_certificate
+
     document = load_certificate(path)
     body = body_of(document)
     summary = {
@@ -474,6 +476,14 @@ def certificate_verify(
 ) -> None:
     """Check a certificate: schema, self-consistency, the creator's signature, and optionally
     the model files."""
+    from provenance.certificate import (
+        SignedCertificate,
+        body_of,
+        load_certificate,
+        verify_certificate_signature,
+    )
+    from provenance.manifest import verify_manifest
+
     document = load_certificate(path)
     if isinstance(document, SignedCertificate):
         verify_certificate_signature(document)
@@ -490,6 +500,8 @@ def certificate_verify(
 @certificate_app.command("schema")
 def certificate_schema() -> None:
     """Print the JSON Schema of certificate files (version 1)."""
+    from provenance.certificate import certificate_json_schema
+
     sys.stdout.write(json.dumps(certificate_json_schema(), indent=2) + "\n")
 
 

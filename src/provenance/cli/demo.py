@@ -25,15 +25,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from provenance.chain.deploy import Deployment
-from provenance.chain.keys import dev_account
 from provenance.cli._common import config as _config
 from provenance.cli._common import err, out
 from provenance.cli._common import tools as _tools
 from provenance.cli.registry import open_registry
 from provenance.errors import ConfigError
-from provenance.stack import Stack
-from provenance.storage import open_storage
 
 if TYPE_CHECKING:  # the demo imports scikit-learn and pandas: only when it runs
     from provenance.demo.report import Advance
@@ -125,8 +121,12 @@ def demo(
     two models, then the paper's five attacks, each caught by a named check. Exit 0 only when
     all five are detected."""
     from provenance.chain.client import connect
+    from provenance.chain.deploy import Deployment
+    from provenance.chain.keys import dev_account
     from provenance.demo import Setup, attack_table, run_demo
     from provenance.images import default_rootfs
+    from provenance.stack import Stack
+    from provenance.storage import open_storage
 
     config = _config()
     stack = Stack(config, _tools())

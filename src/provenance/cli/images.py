@@ -13,30 +13,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provenance.certificate import Certificate, body_of, load_certificate
+if TYPE_CHECKING:
+    from provenance.certificate import Certificate
+    from provenance.images import DockerEngine, ImageRecord, LocalImage
+    from provenance.storage import Storage
+
 from provenance.cli._common import config as _config
 from provenance.cli._common import say
 from provenance.cli._common import tools as _tools
 from provenance.errors import ImageError
-from provenance.images import (
-    BASE_IMAGE,
-    DockerEngine,
-    ImageRecord,
-    LocalImage,
-    build_model_image,
-    default_rootfs,
-    ensure_base_image,
-    pull_from_ipfs,
-    push_to_ipfs,
-    run_prediction,
-    verify_model_image,
-)
-from provenance.stack import Stack
-from provenance.storage import Storage, open_storage
 from provenance.untrusted import loads_json
 
 app = typer.Typer(
@@ -47,12 +36,18 @@ app = typer.Typer(
 
 @contextmanager
 def _engine() -> Iterator[DockerEngine]:
+    from provenance.images import DockerEngine
+    from provenance.stack import Stack
+
     with DockerEngine(Stack(_config(), _tools()).docker_host()) as engine:
         yield engine
 
 
 @contextmanager
 def _storage() -> Iterator[Storage]:
+    from provenance.stack import Stack
+    from provenance.storage import open_storage
+
     config = _config()
     storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
     try:
@@ -62,6 +57,8 @@ def _storage() -> Iterator[Storage]:
 
 
 def _certificate(path: Path | None) -> Certificate | None:
+    from provenance.certificate import body_of, load_certificate
+
     return body_of(load_certificate(path)) if path is not None else None
 
 
@@ -100,9 +97,12 @@ def build(
     tag: Annotated[str | None, typer.Option("--tag", help="Default provenance/model:<digest>.")] = (
         None
     ),
-    base: Annotated[str, typer.Option("--base", help="The base image (with python3).")] = (
-        BASE_IMAGE
-    ),
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="The base image (with python3; default provenance/base:bookworm)."
+        ),
+    ] = None,
     base_rootfs: Annotated[
         Path | None,
         typer.Option(
@@ -115,6 +115,15 @@ def build(
     as_json: AsJson = False,
 ) -> None:
     """Build a Docker image that serves a scikit-learn model (predictions from stdin)."""
+    from provenance.images import (
+        BASE_IMAGE,
+        build_model_image,
+        default_rootfs,
+        ensure_base_image,
+        push_to_ipfs,
+    )
+
+    base = base or BASE_IMAGE
     body = _certificate(certificate)
     with _engine() as engine:
         if base == BASE_IMAGE:
@@ -138,6 +147,8 @@ def push(
     as_json: AsJson = False,
 ) -> None:
     """Stream `docker save` of an image into IPFS; prints the archive's CID."""
+    from provenance.images import push_to_ipfs
+
     with _engine() as engine, _storage() as storage:
         record = push_to_ipfs(engine, image, storage)
     if as_json:
@@ -154,6 +165,8 @@ def pull(
     as_json: AsJson = False,
 ) -> None:
     """Fetch an image archive (verified against its CID), load it, check its image id."""
+    from provenance.images import pull_from_ipfs
+
     with _engine() as engine, _storage() as storage:
         image = pull_from_ipfs(engine, storage, cid, expect, tag=tag)
     if as_json:
@@ -181,6 +194,8 @@ def run(
 
     With --expect and that image already in the engine, nothing is fetched: an image id is the
     digest of the image's config, which names every layer by digest."""
+    from provenance.images import pull_from_ipfs, run_prediction
+
     try:
         raw = request.read_bytes() if request is not None else sys.stdin.buffer.read()
     except OSError as exc:
@@ -202,6 +217,9 @@ def verify(
     certificate: Annotated[Path, typer.Option("--certificate", help="The model's certificate.")],
 ) -> None:
     """Check that the model files inside an image have the certificate's model digest."""
+    from provenance.certificate import body_of, load_certificate
+    from provenance.images import verify_model_image
+
     body = body_of(load_certificate(certificate))
     with _engine() as engine:
         verify_model_image(engine, image, body.model.digest)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -28,9 +28,11 @@ from provenance.cli._common import err
 from provenance.cli._common import say as _say
 from provenance.cli._common import tools as _tools
 from provenance.errors import StorageError
-from provenance.stack import Stack
-from provenance.storage import Storage, cid_of_path, open_storage
-from provenance.storage.protocol import Progress as Advance
+
+if TYPE_CHECKING:
+    from provenance.storage import Storage
+    from provenance.storage.protocol import Progress as Advance
+
 
 app = typer.Typer(
     help="Content-addressed storage in IPFS (kubo, or the local store when no kubo is set).",
@@ -43,6 +45,9 @@ LARGE = 16 << 20
 
 @contextmanager
 def _storage() -> Iterator[Storage]:
+    from provenance.stack import Stack
+    from provenance.storage import open_storage
+
     config = _config()
     storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
     try:
@@ -84,6 +89,8 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Store a file or directory and print its CID (the one `ipfs add --cid-version=1` gives)."""
+    from provenance.storage import cid_of_path
+
     if not path.exists():
         raise StorageError(f"{path} does not exist")
     size = _size(path)

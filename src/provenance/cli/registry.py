@@ -6,25 +6,23 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import rfc8785
 import typer
 from rich.console import Console
 
-from provenance import lineage
-from provenance.chain.attestor import AttestorContract
-from provenance.chain.client import connect
-from provenance.chain.deploy import Deployment
-from provenance.chain.index import LineageIndex
-from provenance.chain.registry import Registry
-from provenance.chain.tx import Transactor
-from provenance.chain.types import Status
+if TYPE_CHECKING:
+    from provenance.chain.attestor import AttestorContract
+    from provenance.chain.index import LineageIndex
+    from provenance.chain.registry import Registry
+    from provenance.config import Config
+    from provenance.registration import Registration
+
 from provenance.cli._common import config as _config
 from provenance.cli._common import out, say, shown, signer
-from provenance.config import Config
 from provenance.errors import ConfigError, ProvenanceError
-from provenance.registration import Parent, Registration, as_bytes32
+from provenance.registration import Registration
 from provenance.untrusted import loads_json
 
 app = typer.Typer()
@@ -44,6 +42,11 @@ def open_registry(
     config: Config, transactor_for: tuple[Path | None, Path | None] | None = None
 ) -> Registry:
     """The configured registry; with ``transactor_for`` (keystore, password file) it can write."""
+    from provenance.chain.client import connect
+    from provenance.chain.deploy import Deployment
+    from provenance.chain.registry import Registry
+    from provenance.chain.tx import Transactor
+
     w3 = connect(config.chain.rpc_url)
     address = config.chain.contracts.get("ModelRegistry")
     from_block = 0
@@ -72,6 +75,8 @@ def open_registry(
 
 
 def synced_index(config: Config, registry: Registry) -> LineageIndex:
+    from provenance.chain.index import LineageIndex
+
     path = config.state_dir / "index" / f"{registry.w3.eth.chain_id}-{registry.address}.sqlite"
     index = LineageIndex(path)
     index.sync(registry)
@@ -95,6 +100,7 @@ def certificate_registration(
         parse_certificate,
         verify_certificate_signature,
     )
+    from provenance.registration import Parent, Registration, as_bytes32
 
     try:
         document = loads_json(path.read_bytes(), what=f"certificate {path}", error=ConfigError)
@@ -141,6 +147,8 @@ def certificate_creator(document: dict[str, Any], path: Path) -> str | None:
 
 
 def _id(text: str) -> bytes:
+    from provenance.registration import as_bytes32
+
     return as_bytes32(text, "model id")
 
 
@@ -248,6 +256,8 @@ def revoke(
     password_file: PasswordFile = None,
 ) -> None:
     """Revoke a model, permanently (its registrant or an auditor)."""
+    from provenance.registration import as_bytes32
+
     try:
         digest = as_bytes32(reason, "reason")
     except ProvenanceError:
@@ -266,6 +276,9 @@ Formats = Annotated[
 def open_attestor(config: Config, registry: Registry) -> tuple[AttestorContract, int] | None:
     """The configured OutputAttestor and the block to read its events from; None when neither
     the config nor the deployment file names one."""
+    from provenance.chain.attestor import AttestorContract
+    from provenance.chain.deploy import Deployment
+
     address = config.chain.contracts.get("OutputAttestor")
     if address is not None:
         return AttestorContract(registry.w3, address), 0
@@ -286,6 +299,8 @@ def tree(
 ) -> None:
     """The family tree around a model: its ancestors and descendants, typed and with status
     (revoked; tainted: an ancestor is revoked)."""
+    from provenance import lineage
+
     if fmt not in lineage.FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of: {', '.join(lineage.FORMATS)}")
     config = _config()
@@ -320,7 +335,9 @@ def impact(
 ) -> None:
     """What a revocation of ID affects: every descendant (how it is reached, whether it is
     revoked already) and the inference nodes authorised for ID or any descendant."""
+    from provenance import lineage
     from provenance.chain.authorizations import authorized_nodes
+    from provenance.chain.types import Status
 
     config = _config()
     registry = open_registry(config)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from provenance.config import Config
+
 
 from provenance.cli._common import config as _config
 from provenance.cli._common import err, password, say, signer
 from provenance.cli._common import tools as _tools
-from provenance.config import Config, is_loopback_url
 from provenance.errors import ConfigError, PolicyError
-from provenance.verify.policy import policy_from_config
 
 app = typer.Typer()
 
@@ -26,7 +28,10 @@ def node_account(
 ) -> LocalAccount:
     """The node's signing key: an encrypted keystore, or on a local dev chain a key made once
     and kept in the state dir (mode 0600), one per model."""
+    from eth_account import Account
+
     from provenance.chain.keys import load_keystore
+    from provenance.config import is_loopback_url
 
     if keystore is not None:
         return load_keystore(keystore, password(pw))
@@ -128,6 +133,7 @@ def serve(
     )
     from provenance.stack import Stack
     from provenance.storage import open_storage
+    from provenance.verify.policy import policy_from_config
 
     if source not in ("auto", "image", "artifacts"):
         raise ConfigError(f"unknown source {source!r}; use image, artifacts or auto")

@@ -15,7 +15,6 @@ from provenance.cli._common import config as _config
 from provenance.cli._common import out, signer
 from provenance.cli._common import say as _say
 from provenance.cli._common import tools as _tools
-from provenance.stack import Stack
 
 app = typer.Typer()
 
@@ -23,6 +22,8 @@ app = typer.Typer()
 @app.command()
 def up() -> None:
     """Start the local stack (anvil, kubo, Docker engine) and deploy the contracts."""
+    from provenance.stack import Stack
+
     stack = Stack(_config(), _tools())
     stack.up(_say)
     out.print(f"stack is up; state in {stack.state_dir}")
@@ -31,6 +32,8 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop what `provenance up` started, nothing else."""
+    from provenance.stack import Stack
+
     stack = Stack(_config(), _tools())
     stopped = stack.down(_say)
     if not stopped:
@@ -42,6 +45,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Probe the chain, IPFS, the Docker engine and the contracts."""
+    from provenance.stack import Stack
+
     report = Stack(_config(), _tools()).status()
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -17,22 +17,23 @@ from rich.text import Text
 from provenance.cli._common import config as _config
 from provenance.cli._common import out
 from provenance.cli._common import tools as _tools
-from provenance.config import Config
+
+if TYPE_CHECKING:
+    from provenance.config import Config
+    from provenance.verify.report import Report
+
 from provenance.errors import ConfigError, ServiceError
-from provenance.verify.policy import policy_from_config
-from provenance.verify.report import CheckName, CheckStatus, Report
-from provenance.verify.verifier import Verifier, as_id
 
 if TYPE_CHECKING:
     from provenance.images import DockerEngine
 
 app = typer.Typer()
 
-MARKS = {
-    CheckStatus.PASS: ("\u2714", "green"),
-    CheckStatus.FAIL: ("\u2718", "red"),
-    CheckStatus.WARN: ("!", "yellow"),
-    CheckStatus.SKIP: ("-", "dim"),
+MARKS: dict[str, tuple[str, str]] = {  # by CheckStatus value (a StrEnum)
+    "pass": ("\u2714", "green"),
+    "fail": ("\u2718", "red"),
+    "warn": ("!", "yellow"),
+    "skip": ("-", "dim"),
 }
 
 
@@ -60,6 +61,8 @@ def _needs_engine(target: str) -> bool:
 def _engine(config: Config, target: str) -> Iterator[DockerEngine | None]:
     """The Docker engine when the target may be an image. For ``sha256:<hex>`` (an image id or
     a certificate digest) an engine that does not answer is no error: it is looked up on chain."""
+    from provenance.verify.verifier import as_id
+
     if not _needs_engine(target):
         yield None
         return
@@ -79,6 +82,8 @@ def _engine(config: Config, target: str) -> Iterator[DockerEngine | None]:
 
 def render(report: Report) -> None:
     """One line per check: mark, subject, check name, why."""
+    from provenance.verify.report import CheckName, CheckStatus
+
     header = Text.assemble(("verify ", "bold"), (report.target, "bold"), f" ({report.kind})")
     if report.model_id is not None:
         header.append(f"  model 0x{report.model_id.hex()}")
@@ -189,6 +194,8 @@ def verify(
     from provenance.cli.registry import open_registry, synced_index
     from provenance.stack import Stack
     from provenance.storage import open_storage
+    from provenance.verify.policy import policy_from_config
+    from provenance.verify.verifier import Verifier
 
     config = _config()
     policy = policy_from_config(
