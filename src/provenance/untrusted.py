@@ -6,8 +6,8 @@ Why a pre-scan: importing ``eth_account`` imports ``py_ecc``, which raises the i
 recursion limit to 100000. The C JSON decoder and libipld's CBOR decoder recurse once per
 nesting level, so ~100 KB of ``[`` then overflows the C stack (a segfault, not an exception).
 Every untrusted document is therefore scanned for its nesting depth, linearly and without
-recursion, before anything decodes it; and :func:`keep_recursion_limit` imports ``py_ecc``
-without letting it change the limit.
+recursion, before anything decodes it; and :func:`keep_recursion_limit` makes ``py_ecc``'s
+import leave the limit as it was.
 
 Pure: standard library only.
 
@@ -26,7 +26,11 @@ import math
 import re
 import sys
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder
+from types import ModuleType
 from typing import Any
 
 from provenance.errors import ProvenanceError
@@ -67,14 +71,46 @@ DEFAULT_LIMITS = Limits()
 # -- recursion limit ---------------------------------------------------------------------------
 
 
-def keep_recursion_limit() -> None:
-    """Import ``py_ecc`` (what ``eth_account`` imports) without keeping the recursion limit of
-    100000 it sets on import; call before importing ``eth_account``."""
-    before = sys.getrecursionlimit()
-    import py_ecc  # noqa: F401
+class _KeepRecursionLimit(MetaPathFinder, Loader):
+    """Runs ``py_ecc``'s import (what ``eth_account`` and web3 import) and puts the recursion
+    limit back afterwards: py_ecc sets it to 100000 on import. Hand-written: no library does
+    this, and importing py_ecc eagerly instead costs every CLI start a quarter of a second."""
 
-    if sys.getrecursionlimit() != before:
-        sys.setrecursionlimit(before)
+    def __init__(self) -> None:
+        self._loader: Loader | None = None
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "py_ecc":
+            return None
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        assert self._loader is not None
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        assert self._loader is not None
+        before = sys.getrecursionlimit()
+        try:
+            self._loader.exec_module(module)
+        finally:
+            sys.setrecursionlimit(before)
+
+
+def keep_recursion_limit() -> None:
+    """Make sure importing ``py_ecc`` (eth_account imports it) leaves the recursion limit as it
+    is: installs :class:`_KeepRecursionLimit` once, without importing anything. Call it before
+    ``eth_account`` is imported; once py_ecc is imported there is nothing left to guard."""
+    if "py_ecc" in sys.modules:
+        return
+    if not any(isinstance(finder, _KeepRecursionLimit) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _KeepRecursionLimit())
 
 
 # -- JSON --------------------------------------------------------------------------------------

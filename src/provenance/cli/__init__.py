@@ -8,54 +8,16 @@ this package.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from importlib.abc import Loader, MetaPathFinder
-from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from provenance import __version__
-from provenance.untrusted import printable
+from provenance.untrusted import keep_recursion_limit, printable
 
-
-class _KeepRecursionLimit(MetaPathFinder, Loader):
-    """Imports ``py_ecc`` (what ``eth_account`` and web3 import) without keeping the recursion
-    limit of 100000 it sets, whichever command imports it first; see
-    :func:`provenance.untrusted.keep_recursion_limit`, which would import it at start-up."""
-
-    def __init__(self) -> None:
-        self._loader: Loader | None = None
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname != "py_ecc":
-            return None
-        spec = PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader, spec.loader = spec.loader, self
-        return spec
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        assert self._loader is not None
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        assert self._loader is not None
-        before = sys.getrecursionlimit()
-        try:
-            self._loader.exec_module(module)
-        finally:
-            sys.setrecursionlimit(before)
-
-
-if not any(isinstance(finder, _KeepRecursionLimit) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _KeepRecursionLimit())
+keep_recursion_limit()  # whichever command imports eth_account (py_ecc) first
 
 from provenance.cli import (  # noqa: E402
     attest,

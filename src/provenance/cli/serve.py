@@ -144,12 +144,13 @@ def serve(
     registry = open_registry(config)
     w3 = registry.w3
     chain_id = int(w3.eth.chain_id)
-    storage = open_storage(config, stack_runs_kubo=stack.is_running("ipfs"))
     sender = signer(
         w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "anchoring"
     )
     check_servable(mid, registry)
     check_trusted_registrant(mid, registry, policy.registrants, serving_account=sender.address)
+    # only a servable, trusted model gets as far as IPFS
+    storage = open_storage(config, stack_runs_kubo=stack.is_running("ipfs"))
     found = open_attestor(config, registry)
     if found is None:
         raise ConfigError(
