@@ -3,7 +3,10 @@
 The public API is listed in ``__all__``; names load lazily, so ``import provenance`` stays cheap
 (web3 is imported only when a chain name is first used).
 
-    from provenance import Registry, Registration, Parent, Transactor, connect, dev_account
+    import provenance
+    with provenance.connect() as session:      # the composition root (provenance.session)
+        session.registry_for().register(...)
+    from provenance import Registry, Registration, Parent, Transactor, dev_account
     from provenance import track, Certificate, load_certificate, manifest_of
     from provenance import Attestor, report_for_model, build_family_tree
 """
@@ -33,7 +36,8 @@ _LAZY = {
     "Relation": "provenance.registration",
     "Status": "provenance.chain",
     "Transactor": "provenance.chain",
-    "connect": "provenance.chain",
+    "connect": "provenance.session",
+    "Session": "provenance.session",
     "dev_account": "provenance.chain",
     "ensure_deployed": "provenance.chain",
     "load_keystore": "provenance.chain",
@@ -129,6 +133,7 @@ __all__ = [
     "Report",
     "Run",
     "ServiceError",
+    "Session",
     "SignatureError",
     "SignedCertificate",
     "Stack",
@@ -189,7 +194,6 @@ if TYPE_CHECKING:
         Registry,
         Status,
         Transactor,
-        connect,
         dev_account,
         ensure_deployed,
         load_keystore,
@@ -230,6 +234,7 @@ if TYPE_CHECKING:
     )
     from provenance.manifest import FileManifest, TableManifest, manifest_of, open_table
     from provenance.registration import Parent, Registration, Relation
+    from provenance.session import Session, connect
     from provenance.stack import Stack
     from provenance.storage import Kubo, LocalStore, open_storage
     from provenance.verify.policy import Policy, policy_from_config

@@ -319,6 +319,17 @@ class LineageIndex:
             )
         ]
 
+    def ids_with_prefix(self, hex_prefix: str, *, limit: int = 2) -> list[bytes]:
+        """Up to ``limit`` ids whose hex form starts with ``hex_prefix`` (lower-case hex
+        digits, no 0x), in order: a range scan of the primary key."""
+        low = bytes.fromhex(hex_prefix.ljust(64, "0"))
+        high = bytes.fromhex(hex_prefix.ljust(64, "f"))
+        rows = self.db.execute(
+            "SELECT id FROM models WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?",
+            (low, high, limit),
+        )
+        return [r[0] for r in rows]
+
     def all_ids(self) -> list[bytes]:
         return [r[0] for r in self.db.execute("SELECT id FROM models ORDER BY id")]
 

@@ -144,3 +144,52 @@ class Gateway:
                 n = writer.add(block_cid, block)
                 if progress is not None:
                     progress(n)
+
+    # A gateway serves reads only: the writing half of the Storage protocol says so in one
+    # line, so a command run on an auditor's gateway-only configuration fails clearly.
+    def _read_only(self, what: str) -> StorageError:
+        return StorageError(
+            f"cannot {what}: the IPFS gateway {self.url} is read-only; set [ipfs] api "
+            "(PROVENANCE_IPFS_API) to a kubo node, or run `provenance up`"
+        )
+
+    def put_bytes(self, data: bytes, *, pin: bool = True, confidential: bool = False) -> str:
+        raise self._read_only("store content")
+
+    def put_stream(
+        self,
+        stream: BinaryIO,
+        *,
+        pin: bool = True,
+        confidential: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
+        raise self._read_only("store content")
+
+    def put_path(
+        self,
+        path: Path,
+        *,
+        pin: bool = True,
+        confidential: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
+        raise self._read_only("store content")
+
+    def import_car(
+        self, car: BinaryIO | Path, *, pin: bool = True, progress: Progress | None = None
+    ) -> tuple[str, ...]:
+        raise self._read_only("import a CAR")
+
+    def has(self, cid: str) -> bool:
+        """False: a gateway holds nothing locally (reads fetch and verify every block)."""
+        return False
+
+    def pin(self, cid: str) -> None:
+        raise self._read_only("pin")
+
+    def unpin(self, cid: str) -> None:
+        raise self._read_only("unpin")
+
+    def pins(self) -> frozenset[str]:
+        return frozenset()
