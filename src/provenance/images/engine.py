@@ -1,6 +1,7 @@
-"""The Docker engine, and the base image of model images: the only place (with the other
-modules of :mod:`provenance.images` that take a :class:`DockerEngine`) that talks to Docker,
-through the Docker SDK for Python.
+"""The Docker engine (through the Docker SDK for Python), and the base image of model images.
+
+:class:`DockerEngine` wraps the SDK's errors: the engine refused (ImageError) or went away
+(ServiceError). The other modules of :mod:`provenance.images` that talk to Docker take one.
 
 **The base image.** Model images are built ``FROM`` a base image that has Python (by default
 :data:`BASE_IMAGE`, Debian bookworm's python3, made by ``scripts/base-image.sh`` and loaded by
