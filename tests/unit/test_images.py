@@ -440,3 +440,42 @@ def test_the_cli_without_an_engine_says_so_in_one_line(tmp_path: Path) -> None:
     assert (
         result.stderr == f"error: no Docker engine at {host}: {tmp_path}/none.sock does not exist\n"
     )
+
+
+# ---------------------------------------------------------------- the package's modules
+def _fresh(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_archive_check_and_the_labels_import_no_docker() -> None:
+    """Importing one module of provenance.images imports only what it needs: the archive
+    check (which the fuzzer drives) and the label names need no Docker SDK."""
+    stdout = _fresh(
+        "import sys\n"
+        "from provenance.images import ArchiveCheck, verified_archive, ChunkReader\n"
+        "from provenance.images import LABEL_MODEL_DIGEST, MODEL_DIR\n"
+        "print('docker' in sys.modules)\n"
+    )
+    assert stdout == "False\n"
+
+
+def test_every_listed_name_resolves_to_its_own_module() -> None:
+    stdout = _fresh(
+        "import provenance.images as images\n"
+        "for name in images.__all__:\n"
+        "    value = getattr(images, name)\n"
+        "    owner = getattr(value, '__module__', None)\n"
+        "    if isinstance(value, type) or callable(value):\n"
+        "        assert owner.startswith('provenance.images.'), (name, owner)\n"
+        "print(len(images.__all__))\n"
+    )
+    assert stdout == "39\n"
+
+
+def test_an_unknown_name_is_an_import_error() -> None:
+    with pytest.raises(ImportError, match="cannot import name 'NoSuchThing'"):
+        exec("from provenance.images import NoSuchThing", {})

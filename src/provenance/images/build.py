@@ -1,0 +1,277 @@
+"""Building a model image, and the record of where an image is.
+
+:func:`build_model_image` writes a Dockerfile ``FROM`` a base image that has Python (see
+:mod:`provenance.images.engine`), which copies the model's runtime packages (see
+:mod:`provenance.images.packages`), the inference entrypoint
+(:mod:`provenance.image_entrypoint`) and the model files, and labels the image with the model
+digest (and, when built from a certificate, the certificate digest). The image runs offline:
+predictions go from stdin to stdout. When a certificate is given, every copied package version
+must equal the one its environment records.
+
+**Where the image is recorded.** A certificate is content-addressed, so an image that names the
+certificate cannot be named by it. Two ways, both verifiable:
+
+- built inside the training run (``with track(...) as run``, after ``run.log_model``): the image
+  carries the model digest; :func:`attach_image` adds the :class:`ImageRecord` (image id,
+  archive CID, model digest) to the run as an attachment, so the certificate, and the chain
+  through its digest, commits to the image id and the archive CID;
+  :func:`image_record_of` reads it back, checked against the attachment digest;
+- built after the certificate (``certificate=``): the image's labels name the certificate digest
+  and model digest, so the image id (which covers its labels) commits to the certificate; the
+  record (``provenance image push --json``) says where the archive is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as metadata
+import io
+import json
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import Field, ValidationError
+
+from provenance.errors import CertificateError, ImageError, IntegrityError, StorageError
+from provenance.hashing import format_digest
+from provenance.manifest import Digest, Frozen, canonical_json, manifest_of
+
+from .archive import _MAX_MANIFEST
+from .engine import BASE_IMAGE, DockerEngine, LocalImage, _reason
+from .labels import (
+    ENTRYPOINT,
+    LABEL_CERTIFICATE,
+    LABEL_MODEL_DIGEST,
+    LABEL_MODEL_FORMAT,
+    LABEL_PACKAGES,
+    LABEL_PYTHON,
+    MODEL_DIR,
+    MODEL_FILE,
+)
+from .packages import _canonical, _check_copyable, _dist_files, distributions_for, pickle_globals
+
+if TYPE_CHECKING:
+    from provenance.certificate import Attachment, Certificate
+    from provenance.storage.protocol import Storage
+
+RECORD_MEDIA_TYPE = "application/vnd.provenance.image-record+json"
+ATTACHMENT_NAME = "docker-image"
+
+
+def _model_file(model: Path) -> tuple[str, Path]:
+    """The pickle to serve: ``model`` itself or ``model/model.pkl``; and its name in the image."""
+    if model.is_file():
+        return model.name, model
+    if model.is_dir() and (model / MODEL_FILE).is_file():
+        return MODEL_FILE, model / MODEL_FILE
+    raise ImageError(
+        f"{model} is not a pickled model: give a pickle file or a folder with {MODEL_FILE}"
+    )
+
+
+def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, str]) -> str:
+    """The generated Dockerfile (its context: ``site-packages/``, ``entrypoint.py``,
+    ``model/``). Packages come first, so models with the same packages share that layer."""
+    label_lines = "".join(
+        f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(labels.items())
+    )
+    command = ["python3", "-I", ENTRYPOINT, "--model", f"{MODEL_DIR}/{pickle_name}"]
+    return (
+        f"FROM {base}\n"
+        f"COPY site-packages/ /usr/local/lib/python{python}/dist-packages/\n"
+        f"COPY entrypoint.py {ENTRYPOINT}\n"
+        f"COPY model/ {MODEL_DIR}/\n"
+        f"{label_lines}"
+        "USER 65534:65534\n"
+        f"ENTRYPOINT {json.dumps(command)}\n"
+    )
+
+
+def _entrypoint_source() -> Path:
+    from provenance import image_entrypoint
+
+    return Path(str(image_entrypoint.__file__))
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _check_versions(
+    dists: Mapping[str, metadata.Distribution], certificate: Certificate | None
+) -> None:
+    environment = certificate.environment if certificate is not None else None
+    if environment is None or not environment.packages:
+        return
+    recorded = {_canonical(p.name): p.version for p in environment.packages}
+    for key, dist in dists.items():
+        want = recorded.get(key)
+        if want is not None and want != dist.version:
+            raise ImageError(
+                f"the certificate records {dist.metadata['Name']} {want}, this environment has "
+                f"{dist.version}: build the image where the model was trained"
+            )
+
+
+def build_model_image(
+    engine: DockerEngine,
+    model: Path,
+    *,
+    certificate: Certificate | None = None,
+    tag: str | None = None,
+    base: str = BASE_IMAGE,
+    name: str | None = None,
+    modules: Iterable[str] | None = None,
+    tests: bool = False,
+) -> LocalImage:
+    """Build an image that serves the pickled model at ``model`` (a file, or a folder with
+    ``model.pkl``; every file of a folder is copied). See the module docstring.
+
+    ``certificate``: the model's certificate; the model files must have its model digest
+    (IntegrityError), the copied package versions must be the recorded ones (ImageError), and
+    the image is labelled with its digest. ``modules``: the modules the model needs, when
+    scanning the pickle is not enough. ``tests``: copy the packages' test suites too (by default
+    their ``tests`` folders, about half of numpy, scipy and scikit-learn, are left out).
+    ``tag``: by default ``provenance/model:<12 hex of the model digest>``.
+    """
+    pickle_name, pickle_path = _model_file(model)
+    digest = manifest_of(model).root
+    if certificate is not None and certificate.model.digest != digest:
+        raise IntegrityError(
+            f"{model} has model digest {digest}, the certificate names {certificate.model.digest}"
+        )
+    needed = {m for m, _ in pickle_globals(pickle_path)} | set(modules or ())
+    dists = distributions_for(needed)
+    _check_versions(dists, certificate)
+    compiled = [key for key, dist in dists.items() if _check_copyable(dist)]
+    base_image = engine.image(base)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    python = base_image.labels.get(LABEL_PYTHON, here)
+    if compiled and python != here:
+        raise ImageError(
+            f"{', '.join(compiled)} were installed for Python {here}, the base image {base} "
+            f"has Python {python}"
+        )
+    labels = {
+        "org.opencontainers.image.title": name
+        or (certificate.model_name if certificate is not None else model.stem),
+        LABEL_MODEL_DIGEST: digest,
+        LABEL_MODEL_FORMAT: (certificate.model.format if certificate else None) or "pickle",
+        LABEL_PACKAGES: " ".join(f"{d.metadata['Name']}=={d.version}" for d in dists.values()),
+        LABEL_PYTHON: python,
+    }
+    if certificate is not None:
+        labels[LABEL_CERTIFICATE] = certificate.digest_text
+    tag = tag or f"provenance/model:{digest.removeprefix('sha256:')[:12]}"
+    text = dockerfile(base, python, pickle_name, labels)
+    with tempfile.TemporaryDirectory(prefix="provenance-image-") as scratch:
+        context = Path(scratch) / "context.tar"
+        with tarfile.open(context, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, "Dockerfile", text.encode())
+            tar.add(_entrypoint_source(), "entrypoint.py", filter=_root_owned)
+            if model.is_dir():
+                tar.add(model, "model", filter=_root_owned)
+            else:
+                tar.add(model, f"model/{model.name}", filter=_root_owned)
+            seen: set[str] = set()
+            for dist in dists.values():
+                for rel, path in _dist_files(dist, tests):
+                    if rel not in seen:
+                        seen.add(rel)
+                        tar.add(path, f"site-packages/{rel}", recursive=False, filter=_root_owned)
+        image_id = _build(engine, context, tag)
+    image = engine.image(image_id)
+    return LocalImage(id=image.id, tags=(tag,), labels=image.labels)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _build(engine: DockerEngine, context: Path, tag: str) -> str:
+    image_id: str | None = None
+    with engine.calls(f"building {tag}"), open(context, "rb") as body:
+        events = engine.api.build(
+            fileobj=body,
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+            decode=True,
+        )
+        for event in events:
+            if "error" in event:
+                detail = str(event.get("errorDetail", {}).get("message") or event["error"])
+                raise ImageError(f"building {tag} failed: {_reason(Exception(detail.strip()))}")
+            aux = event.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = str(aux["ID"])
+    return image_id or tag
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+class ImageRecord(Frozen):
+    """Where an image is and what it is: the image id (``sha256:`` of its config), the CID and
+    size of its ``docker save`` archive, and what its labels say it holds."""
+
+    image_id: Digest
+    archive: str
+    size: int = Field(ge=0)
+    model_digest: Digest | None = None
+    certificate: Digest | None = None
+
+    def to_bytes(self) -> bytes:
+        """RFC 8785 canonical JSON (what an attachment digests)."""
+        return canonical_json(self)
+
+
+class Attaching(Protocol):
+    """What :func:`attach_image` needs of a run (:class:`provenance.capture.Run` has it)."""
+
+    def attach(
+        self, name: str, data: bytes, media_type: str = "application/octet-stream"
+    ) -> Attachment: ...
+
+
+def attach_image(run: Attaching, record: ImageRecord) -> Attachment:
+    """Record the image in the run's certificate: an attachment holding the record (stored with
+    the run's storage, when it has one), whose digest the certificate covers."""
+    return run.attach(ATTACHMENT_NAME, record.to_bytes(), RECORD_MEDIA_TYPE)
+
+
+def image_record_of(certificate: Certificate, storage: Storage) -> ImageRecord:
+    """The image record attached to ``certificate``, fetched from ``storage`` and checked
+    against the attachment digest and the certificate's model digest."""
+    found = [a for a in certificate.attachments if a.media_type == RECORD_MEDIA_TYPE]
+    if not found:
+        raise CertificateError("the certificate has no image record attached")
+    attachment = found[-1]
+    if attachment.url is None or not attachment.url.startswith("ipfs://"):
+        raise StorageError("the certificate's image record was not stored in IPFS")
+    data = storage.get_bytes(attachment.url.removeprefix("ipfs://"), max_size=_MAX_MANIFEST)
+    if format_digest(hashlib.sha256(data).digest()) != attachment.digest:
+        raise IntegrityError(
+            f"the image record at {attachment.url} does not match its digest {attachment.digest}"
+        )
+    try:
+        record = ImageRecord.model_validate_json(data)
+    except ValidationError as exc:
+        raise CertificateError(f"the image record at {attachment.url} is malformed") from exc
+    if record.model_digest is not None and record.model_digest != certificate.model.digest:
+        raise IntegrityError(
+            f"the image record names model digest {record.model_digest}, the certificate "
+            f"{certificate.model.digest}"
+        )
+    return record
