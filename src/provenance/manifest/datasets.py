@@ -150,7 +150,12 @@ def source_table(source: Path, manifest: TableManifest) -> Any:
             f"hashed from an in-memory {manifest.format}: recompute it with provenance.manifest "
             "from Python"
         )
-    return open_table(source, format=manifest.format, delimiter=manifest.delimiter)
+    if manifest.format == "parquet":
+        return open_table(source, format="parquet")
+    # a CSV is read as it was hashed: with its header row unless the manifest says it has none
+    return open_table(
+        source, format="csv", delimiter=manifest.delimiter, header=manifest.header is not False
+    )
 
 
 def recompute_dataset(

@@ -4,7 +4,10 @@ added, removed or reordered row changes the root, and a row can be proven to be 
 training set.
 
 A table's index (pandas) is not data and is not hashed; a CSV's header is the column list,
-blank lines are skipped (as pandas does). The manifest records the format and the columns with
+blank lines are skipped (as pandas does). A CSV without a header row is read with
+``header=False`` (its columns are named ``0``, ``1``, …, every row is data) and its manifest
+records ``"header": false``, so a verifier reads it the same way; a CSV whose first row reads as
+data is refused unless the caller says which it is (``header=True`` or ``header=False``). The manifest records the format and the columns with
 their dtypes (``text`` for CSV cells), and its digest is the SHA-256 of its canonical JSON.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +42,13 @@ class Column(Frozen):
 
 class TableManifest(Frozen):
     """A table's rows as a Merkle root; ``digest`` (SHA-256 of this manifest's canonical JSON)
-    binds the root to the format, columns and row count."""
+    binds the root to the format, columns and row count. ``header`` is ``false`` for a CSV
+    read without a header row (absent when its first row was the column names)."""
 
     kind: Literal["table"] = "table"
     format: TableFormat
     delimiter: str | None = None
+    header: Literal[False] | None = None
     columns: tuple[Column, ...]
     rows: Annotated[int, Field(ge=0)]
     root: Digest
@@ -64,6 +70,7 @@ class Table:
     _rows: Callable[[], Iterator[bytes]]
     _frame: Callable[[], pd.DataFrame]
     delimiter: str | None = None
+    header: Literal[False] | None = None
 
     def rows(self) -> Iterator[bytes]:
         """The canonical encodings of the rows, in order (streamed)."""
@@ -86,6 +93,7 @@ class Table:
         return TableManifest(
             format=self.format,
             delimiter=self.delimiter,
+            header=self.header,
             columns=self.columns,
             rows=rows,
             root=format_digest(root),
@@ -93,16 +101,31 @@ class Table:
 
 
 def open_table(
-    source: object, *, format: TableFormat | None = None, delimiter: str | None = None
+    source: object,
+    *,
+    format: TableFormat | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
 ) -> Table:
     """A table from a CSV or Parquet path (by suffix, or ``format``), a pandas DataFrame or
-    Series, or a numpy array (rows along the first axis)."""
+    Series, or a numpy array (rows along the first axis).
+
+    ``header`` (CSV only): ``True``, the first row is the column names; ``False``, there is no
+    header row (columns ``0``, ``1``, …; recorded in the manifest); ``None``, the first row is
+    the column names unless it reads as data (numbers where the rows below have numbers, and no
+    name above a column of numbers), which is refused: say which it is."""
+    if header is not None and not (
+        isinstance(source, str | os.PathLike) and (format or _format_of(Path(source))) == "csv"
+    ):
+        raise CertificateError(
+            "only a CSV file has a header row to read or not (header=, --header/--no-header)"
+        )
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         fmt = format or _format_of(path)
         if fmt == "csv":
             sep = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
-            return _csv_table(path, sep)
+            return _csv_table(path, sep, header)
         if fmt == "parquet":
             return _parquet_table(path)
         raise CertificateError(f"{path}: a table from a file must be csv or parquet, not {fmt}")
@@ -134,23 +157,75 @@ def _format_of(path: Path) -> TableFormat:
     raise CertificateError(f"{path}: unknown table format (expected .csv, .tsv or .parquet)")
 
 
-def _csv_table(path: Path, delimiter: str) -> Table:
+_SNIFF_ROWS = 100
+"""How many rows below the first one decide whether the first row reads as data."""
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _is_number(cell: str) -> bool:
+    return _NUMBER.fullmatch(cell.strip()) is not None
+
+
+def first_row_is_data(first: Sequence[str], below: Sequence[Sequence[str]]) -> bool:
+    """Whether a CSV's first row reads as data rather than column names: at least one column
+    holds numbers from the first row down, and no column has a name (a non-number) above
+    numbers. Empty cells do not count; a first row ``0, 1, …`` (what pandas writes for unnamed
+    columns, after an unnamed index or not) is a header; with no rows below, it is one too."""
+    names = list(first[1:] if first and first[0] == "" else first)
+    if not below or names == [str(j) for j in range(len(names))]:
+        return False
+    numbers_throughout = False
+    for j, cell in enumerate(first):
+        column = [row[j] for row in below if j < len(row) and row[j].strip()]
+        if not column or not all(_is_number(c) for c in column) or not cell.strip():
+            continue
+        if not _is_number(cell):
+            return False
+        numbers_throughout = True
+    return numbers_throughout
+
+
+def _csv_head(path: Path, delimiter: str) -> tuple[list[str] | None, list[list[str]]]:
+    """The first row of a CSV file and up to :data:`_SNIFF_ROWS` non-blank rows below it."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f, delimiter=delimiter), None)
+            reader = csv.reader(f, delimiter=delimiter)
+            first = next(reader, None)
+            below = []
+            for cells in reader:
+                if cells:
+                    below.append(cells)
+                    if len(below) == _SNIFF_ROWS:
+                        break
     except FileNotFoundError:
         raise IntegrityError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise IntegrityError(f"cannot read {path} as CSV: {exc}") from exc
-    if header is None:
-        raise IntegrityError(f"{path} is empty: a CSV table needs a header row")
-    columns = tuple(Column(name=name, dtype="text") for name in header)
+    return first, below
+
+
+def _csv_table(path: Path, delimiter: str, header: bool | None) -> Table:
+    first, below = _csv_head(path, delimiter)
+    if first is None:
+        raise IntegrityError(f"{path} is empty: a CSV table needs a header row or a data row")
+    if header is None and first_row_is_data(first, below):
+        shown = delimiter.join(first)
+        raise CertificateError(
+            f"{path}: the first row ({shown[:60]}{'…' if len(shown) > 60 else ''}) reads as "
+            "data, not column names: say whether it is a header (header=True, --header) or "
+            "the file has none (header=False, --no-header)"
+        )
+    headerless = header is False
+    names = [str(j) for j in range(len(first))] if headerless else first
+    columns = tuple(Column(name=name, dtype="text") for name in names)
 
     def rows() -> Iterator[bytes]:
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.reader(f, delimiter=delimiter)
-                next(reader, None)
+                if not headerless:
+                    next(reader, None)
                 for cells in reader:
                     if cells:
                         yield encode_text_row(cells)
@@ -161,11 +236,15 @@ def _csv_table(path: Path, delimiter: str) -> Table:
         import pandas as pd
 
         try:
+            if headerless:
+                return pd.read_csv(
+                    path, sep=delimiter, encoding="utf-8-sig", header=None, names=names
+                )
             return pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
         except (OSError, ValueError) as exc:  # UnicodeDecodeError, pandas' ParserError
             raise IntegrityError(f"cannot read {path} as CSV: {exc}") from exc
 
-    return Table("csv", columns, rows, frame, delimiter)
+    return Table("csv", columns, rows, frame, delimiter, False if headerless else None)
 
 
 def _columns_of(frame: pd.DataFrame) -> tuple[Column, ...]:
