@@ -51,17 +51,9 @@ from pydantic.json_schema import WithJsonSchema, models_json_schema
 
 from provenance.errors import CertificateError, ProvenanceError, SignatureError
 from provenance.hashing import format_digest, parse_digest
-from provenance.manifest import (
-    DatasetRecord,
-    Digest,
-    FileManifest,
-    Frozen,
-    HexBytes,
-    canonical_json,
-    check_extractable,
-    data_commitment,
-)
+from provenance.manifest import DatasetRecord, FileManifest, check_extractable, data_commitment
 from provenance.registration import Parent, Registration, Relation
+from provenance.schema import Digest, Frozen, HexBytes, canonical_json
 from provenance.untrusted import keep_recursion_limit, loads_json
 
 if TYPE_CHECKING:

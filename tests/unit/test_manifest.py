@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import hmac
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -33,9 +34,11 @@ from provenance.manifest import (
     decode_row,
     encode_text_row,
     encode_value,
+    first_row_is_data,
     manifest_of,
     open_table,
     prove_row,
+    recompute_dataset,
     salted_commitment,
     subset_of,
     verify_manifest,
@@ -144,6 +147,85 @@ def test_csv_rows_are_text_cells_exactly_as_in_the_file(tmp_path: Path) -> None:
     m = table.manifest()
     assert m.rows == 2 and m.root == format_digest(merkle_root(rows)) and m.delimiter == ","
     assert decode_row(rows[0]) == ["1", "x, y"]
+
+
+HEADERLESS = "5.1,3.5,setosa\n4.9,3.0,setosa\n\n6.2,2.9,virginica\n"
+
+
+def test_a_csv_whose_first_row_reads_as_data_is_refused_unless_the_caller_says(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_text(HEADERLESS)
+    with pytest.raises(CertificateError) as refused:
+        open_table(path)
+    assert str(refused.value) == (
+        f"{path}: the first row (5.1,3.5,setosa) reads as data, not column names: say whether "
+        "it is a header (header=True, --header) or the file has none (header=False, --no-header)"
+    )
+    headerless = open_table(path, header=False)
+    assert [c.name for c in headerless.columns] == ["0", "1", "2"]
+    assert {c.dtype for c in headerless.columns} == {"text"}
+    rows = list(headerless.rows())
+    assert [decode_row(r) for r in rows] == [
+        ["5.1", "3.5", "setosa"],  # the first row is data, committed like the others
+        ["4.9", "3.0", "setosa"],
+        ["6.2", "2.9", "virginica"],
+    ]
+    m = headerless.manifest()
+    assert m.rows == 3 and m.header is False and m.root == format_digest(merkle_root(rows))
+    assert b'"header":false' in canonical_json(m)
+    named = open_table(path, header=True).manifest()  # the caller's word: a header row
+    assert named.rows == 2 and named.header is None and b"header" not in canonical_json(named)
+    assert [c.name for c in named.columns] == ["5.1", "3.5", "setosa"]
+    assert named.digest != m.digest
+
+
+def test_a_headerless_csv_is_recomputed_subset_and_proven_as_it_was_hashed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_text(HEADERLESS)
+    table = open_table(path, header=False)
+    whole, _ = dataset_record("iris.csv", table.manifest())
+    assert recompute_dataset(whole, path) == f"3 rows match {table.manifest().root}"
+    picked = subset_of(table, FilterSelection(expression="`0` > 5"))
+    assert picked.positions == (0, 2)
+    record, _ = dataset_record("iris.csv", picked.manifest, subset=picked.subset)
+    assert recompute_dataset(record, path).startswith("2 of 3 rows selected by filter")
+    proof = prove_row(record, table, 0)
+    assert proof.cells == ["5.1", "3.5", "setosa"] and proof.source_row == 0
+    verify_row_proof(proof, record.commitment)
+    path.write_text("sepal,petal,species\n" + HEADERLESS)  # a header added: no longer the rows
+    with pytest.raises(IntegrityError, match=r"^row count differs: recorded 3, recomputed 4$"):
+        recompute_dataset(whole, path)
+
+
+@pytest.mark.parametrize(
+    ("text", "is_data"),
+    [
+        ("5.1,3.5,setosa\n4.9,3.0,setosa\n", True),
+        ("1,2\n3,4\n", True),
+        (",1.5\n0,2.5\n", True),  # an empty cell votes for nothing
+        ("a,b\n1,2\n", False),
+        ("x,1.5\n2.5,2.5\n", False),  # a name above numbers: a header
+        ("0,1,2\n5.1,3.5,1.4\n", False),  # what pandas writes for unnamed columns
+        (",0,1\n0,5.1,3.5\n", False),  # the same after an unnamed index
+        ("name,city\nada,london\n", False),  # text only: cannot tell, a header
+        ("1,2\n", False),  # nothing below: a header
+    ],
+)
+def test_the_first_row_reads_as_data_only_on_clear_evidence(text: str, is_data: bool) -> None:
+    first, *below = [line.split(",") for line in text.splitlines()]
+    assert first_row_is_data(first, below) is is_data
+
+
+def test_header_applies_to_csv_files_only(tmp_path: Path) -> None:
+    message = "only a CSV file has a header row to read or not (header=, --header/--no-header)"
+    with pytest.raises(CertificateError, match=f"^{re.escape(message)}$"):
+        open_table(pd.DataFrame({"a": [1]}), header=False)
+    with pytest.raises(CertificateError, match=f"^{re.escape(message)}$"):
+        open_table(tmp_path / "t.parquet", header=True)
 
 
 def test_frame_cells_follow_their_dtype() -> None:

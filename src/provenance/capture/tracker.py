@@ -427,6 +427,7 @@ class Run:
         store: bool = False,
         format: str | None = None,
         delimiter: str | None = None,
+        header: bool | None = None,
     ) -> DatasetRecord:
         """Record a dataset: a CSV/Parquet file, a pandas DataFrame/Series or a numpy array as a
         table (row Merkle root); any other file or a directory as a file manifest.
@@ -437,6 +438,7 @@ class Run:
         the source's manifest, the selection and the subset's root. ``confidential`` publishes
         only a salted commitment; the opening (salt and manifest) is written to
         ``output_dir/openings/`` for the owner to keep. ``store`` puts the file into IPFS.
+        ``header`` (a CSV): see :func:`~provenance.manifest.open_table`.
         """
         label = name or (
             Path(data).name if isinstance(data, str | Path) else f"{role}-{len(self.datasets)}"
@@ -448,7 +450,7 @@ class Run:
             path is None or path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq") or format
         )
         if tabular:
-            table = open_table(data, format=format, delimiter=delimiter)  # type: ignore[arg-type]
+            table = open_table(data, format=format, delimiter=delimiter, header=header)  # type: ignore[arg-type]
             if subset is not None:
                 result = subset_of(table, as_selection(_positions(data, subset)))
                 manifest, subset_record = result.manifest, result.subset

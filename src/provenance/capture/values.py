@@ -25,7 +25,8 @@ from pydantic import JsonValue
 
 from provenance.certificate import OpaqueValue, ValueRef
 from provenance.hashing import format_digest, hash_file
-from provenance.manifest import canonical_json, manifest_of, open_table
+from provenance.manifest import manifest_of, open_table
+from provenance.schema import canonical_json
 
 MAX_REPR = 200
 _SAFE_INT = 2**53 - 1

@@ -257,6 +257,15 @@ def data_hash(
     table: Annotated[
         bool, typer.Option("--table", help="Hash a CSV/Parquet file's rows (Merkle root).")
     ] = False,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="A CSV table's first row is its column names, or it has no header row "
+            "(recorded in the manifest); implies --table. Without either, a first row that "
+            "reads as data is refused.",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Hashing threads (default: CPUs).")] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -271,8 +280,8 @@ def data_hash(
     )
 
     manifest: FileManifest | TableManifest
-    if table:
-        manifest = open_table(path).manifest()
+    if table or header is not None:
+        manifest = open_table(path, header=header).manifest()
     else:
         files = files_at(path)
         with _progress(f"hashing {path.name}", total_size(files)) as advance:
