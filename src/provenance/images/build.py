@@ -38,7 +38,8 @@ from pydantic import Field, ValidationError
 
 from provenance.errors import CertificateError, ImageError, IntegrityError, StorageError
 from provenance.hashing import format_digest
-from provenance.manifest import Digest, Frozen, canonical_json, manifest_of
+from provenance.manifest import manifest_of
+from provenance.schema import Digest, Frozen, canonical_json
 
 from .archive import _MAX_MANIFEST
 from .engine import BASE_IMAGE, DockerEngine, LocalImage, _reason
