@@ -427,3 +427,26 @@ def test_status_on_a_chain_elsewhere_needs_no_docker_engine(
     assert report["docker"]["required"] is True
     assert report["docker"]["host"] == "unix:///nonexistent/docker.sock"
     assert report["docker"]["error"]
+
+
+def test_status_of_an_auditor_with_only_a_gateway_probes_the_gateway(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Journey 5 (issue 15): an auditor reads through `[ipfs] gateway` and runs no IPFS node;
+    status checks that gateway (it must serve a verified block), not a kubo API."""
+    path = chain_elsewhere_config(stack, tmp_path / "auditor")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f'\n[ipfs]\ngateway = "{stack.config.ipfs.gateway}"\n')
+    env = {**cli_env, "PROVENANCE_CONFIG": str(path)}
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ipfs = json.loads(result.stdout)["ipfs"]
+    assert (ipfs["ok"], ipfs["required"], ipfs["backend"]) == (True, True, "gateway")
+    assert ipfs["endpoint"] == stack.config.ipfs.gateway
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("status", "--json", env={**env, "PROVENANCE_IPFS_GATEWAY": gone})
+    assert result.returncode == 1
+    ipfs = json.loads(result.stdout)["ipfs"]
+    assert (ipfs["ok"], ipfs["required"], ipfs["endpoint"]) == (False, True, gone)
+    assert ipfs["error"].startswith(f"IPFS gateway {gone}"), ipfs["error"]

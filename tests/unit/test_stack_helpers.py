@@ -127,3 +127,19 @@ def test_kubo_is_required_when_storage_goes_to_it(tmp_path: Path) -> None:
     assert required(False, PROVENANCE_IPFS_GATEWAY="http://127.0.0.1:8080") is False
     assert required(False, PROVENANCE_IPFS_BACKEND="kubo") is True
     assert required(True, PROVENANCE_IPFS_BACKEND="local") is False
+
+
+def test_the_ipfs_part_follows_the_storage_backend_in_force(tmp_path: Path) -> None:
+    processes = Processes(tmp_path / "state")
+
+    def backend(managed: bool, **env: str) -> str:
+        return KuboDaemon(_config(tmp_path, **env), Tools(), processes).backend(managed)
+
+    assert backend(False) == "local"
+    assert backend(True) == "kubo"
+    assert backend(False, PROVENANCE_IPFS_GATEWAY="http://gw.test") == "gateway"
+    assert backend(True, PROVENANCE_IPFS_GATEWAY="http://gw.test") == "kubo"
+    assert (
+        backend(False, PROVENANCE_IPFS_GATEWAY="http://gw.test", PROVENANCE_IPFS_BACKEND="local")
+        == "local"
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from provenance.config import Config, is_loopback_url, url_port
-from provenance.errors import ServiceError
+from provenance.errors import ProvenanceError, ServiceError
 from provenance.stack.process import (
     Processes,
     Tools,
@@ -20,7 +20,12 @@ from provenance.stack.process import (
     write_private,
 )
 from provenance.stack.service import Notify, ServiceStatus
+from provenance.storage import cid as cids
+from provenance.storage.gateway import Gateway
 from provenance.storage.kubo import Kubo
+
+EMPTY_IDENTITY_CID = "bafkqaaa"
+"""Zero bytes as a CIDv1 with the identity hash: any gateway serves it without the network."""
 
 
 class KuboDaemon:
@@ -96,19 +101,26 @@ class KuboDaemon:
             return ipfs.backend == "kubo"
         return "api" in ipfs.model_fields_set or managed
 
+    def backend(self, managed: bool) -> str:
+        """``kubo``, ``gateway`` or ``local``: where content goes, as the session decides."""
+        ipfs = self.config.ipfs
+        if self.required(managed):
+            return "kubo"
+        if ipfs.backend == "auto" and "gateway" in ipfs.model_fields_set:
+            return "gateway"
+        return "local"
+
     def status(self) -> ServiceStatus:
         ipfs = self.config.ipfs
         managed = self.is_running()
-        required = self.required(managed)
-        facts: dict[str, Any] = {"api": ipfs.api, "gateway": ipfs.gateway}
+        backend = self.backend(managed)
+        facts: dict[str, Any] = {"api": ipfs.api, "gateway": ipfs.gateway, "backend": backend}
+        if backend == "gateway":
+            return self._gateway_status(facts)
+        required = backend == "kubo"
         note = None
         if not required:
-            where = (
-                f"the local store {self.config.ipfs_store}"
-                if ipfs.backend == "local" or "gateway" not in ipfs.model_fields_set
-                else f"the gateway {ipfs.gateway} (read-only)"
-            )
-            note = f"not required: content is stored in and read from {where}"
+            note = f"not required: content is stored in the local store {self.config.ipfs_store}"
         try:
             with self.client() as kubo:
                 version, peer = kubo.version(), kubo.id()
@@ -126,6 +138,18 @@ class KuboDaemon:
             detail=f"kubo {version}, peer {peer[:16]}",
             facts={**facts, "peer_id": peer},
         )
+
+    def _gateway_status(self, facts: dict[str, Any]) -> ServiceStatus:
+        """An auditor's read path: the gateway must serve a block (the empty identity CID,
+        which needs no network), checked against its CID like every block it serves."""
+        ipfs = self.config.ipfs
+        try:
+            with Gateway(ipfs.gateway, auth=ipfs.auth, timeout=5, retries=0) as gateway:
+                gateway.block(cids.parse(EMPTY_IDENTITY_CID))
+        except ProvenanceError as exc:
+            return ServiceStatus("ipfs", False, ipfs.gateway, error=str(exc), facts=facts)
+        detail = "read-only gateway; every block is checked against its CID"
+        return ServiceStatus("ipfs", True, ipfs.gateway, detail=detail, facts=facts)
 
 
 def configure_kubo_repo(repo: Path, *, api: str, gateway: str, swarm_port: int) -> None:
