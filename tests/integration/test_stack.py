@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -450,3 +451,49 @@ def test_status_of_an_auditor_with_only_a_gateway_probes_the_gateway(
     ipfs = json.loads(result.stdout)["ipfs"]
     assert (ipfs["ok"], ipfs["required"], ipfs["endpoint"]) == (False, True, gone)
     assert ipfs["error"].startswith(f"IPFS gateway {gone}"), ipfs["error"]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _shape(text: str) -> list[str]:
+    """Console lines with what differs between machines and runs made uniform: ports,
+    versions, addresses, the dockerd socket and the state dir."""
+    rules = (
+        (r"unix:///\S+/docker\.sock", "SOCKET"),
+        (r"0x[0-9a-fA-F]{40}", "ADDRESS"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
+        (r"(kubo|dockerd) \S+ started", r"\1 VERSION started"),
+        (r"state in \S+", "state in STATE"),
+    )
+    lines = []
+    for line in text.strip().splitlines():
+        for pattern, replacement in rules:
+            line = re.sub(pattern, replacement, line)
+        lines.append(line)
+    return lines
+
+
+def test_the_readme_up_and_down_console_block_is_what_the_cli_prints(tmp_path: Path) -> None:
+    match = re.search(
+        r"<!-- readme-test: stack-up -->\n```text\n(.*?)```", README.read_text(), re.S
+    )
+    assert match, "README has no text block marked readme-test: stack-up"
+    expected: dict[str, list[str]] = {}
+    for chunk in match.group(1).split("$ .venv/bin/provenance ")[1:]:
+        command, _, output = chunk.partition("\n")
+        expected[command] = _shape(output)
+    path = write_stack_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "DOCKER_HOST"))}
+    env.update(PROVENANCE_CONFIG=str(path), COLUMNS="400")
+    up = run_cli("up", env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        printed = _shape(up.stdout)
+        if any(line.startswith("✔ docker: using the system engine") for line in printed):
+            pytest.skip("the system's Docker engine answers: the README shows a dockerd of its own")
+        assert printed == expected["up"]
+    finally:
+        down = run_cli("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert _shape(down.stdout) == expected["down"]
