@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -73,6 +74,15 @@ def test_status_json_reports_all_four_parts_ok(stack: Stack, cli_env: dict[str, 
         "contracts": True,
     }
     assert report["config"] == cli_env["PROVENANCE_CONFIG"]
+    assert report["ok"] is True
+    # a local stack: every part is required, and `up` runs anvil and kubo
+    assert {k: report[k]["required"] for k in ("chain", "ipfs", "docker", "contracts")} == {
+        "chain": True,
+        "ipfs": True,
+        "docker": True,
+        "contracts": True,
+    }
+    assert report["chain"]["managed"] is True and report["ipfs"]["managed"] is True
     assert report["chain"]["chain_id"] == 31337
     assert report["chain"]["rpc_url"] == stack.config.chain.rpc_url
     assert report["ipfs"]["version"] == "0.43.0"
@@ -346,3 +356,144 @@ def test_anvil_answers_no_web_page(stack: Stack) -> None:
     )
     assert call.status_code == 200 and call.json()["result"]
     assert "access-control-allow-origin" not in call.headers
+
+
+def chain_elsewhere_config(stack: Stack, folder: Path) -> Path:
+    """A registrant's config for a chain this state dir does not run (as a testnet is): the
+    session stack's chain and contracts by address, a fresh state dir, no IPFS API, no
+    Docker engine named. (A remote chain can only be a loopback anvil here; what makes it
+    "elsewhere" to `status` is that no `provenance up` of this state dir runs anything.)"""
+    deployment = Deployment.read(stack.config.deployment_file)
+    assert deployment is not None
+    contracts = "\n".join(f'{k} = "{v.address}"' for k, v in deployment.contracts.items())
+    folder.mkdir(parents=True)
+    path = folder / "provenance.toml"
+    path.write_text(
+        f'state_dir = "state"\n\n[chain]\nrpc_url = "{stack.config.chain.rpc_url}"\n\n'
+        f"[chain.contracts]\n{contracts}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_status_on_a_chain_elsewhere_needs_no_docker_engine(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Journey 6 (issue 15): `status` exited 1 on a testnet config because no Docker engine
+    answered, though registering and verifying need none."""
+    from .test_registry_cli import certificate
+
+    system_docker = "unix:///var/run/docker.sock"
+
+    path = chain_elsewhere_config(stack, tmp_path / "registrant")
+    env = {**cli_env, "PROVENANCE_CONFIG": str(path)}
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert {k: (report[k]["ok"], report[k]["required"]) for k in ("chain", "contracts")} == {
+        "chain": (True, True),
+        "contracts": (True, True),
+    }
+    assert report["ipfs"]["required"] is False  # storage is the local store
+    assert report["ipfs"]["managed"] is False
+    docker = report["docker"]
+    assert (docker["required"], docker["managed"], docker["host"]) == (False, False, system_docker)
+    if not Path(system_docker.removeprefix("unix://")).exists():  # this machine: no engine
+        assert docker["ok"] is False
+        assert docker["note"] == (
+            "not required: registering and verifying need no engine; building, pushing and "
+            "serving images do (start one, or set DOCKER_HOST)"
+        )
+        table = run_cli("status", env={**env, "COLUMNS": "400"})
+        assert table.returncode == 0, table.stderr
+        assert "not required: registering and verifying need no engine" in table.stdout
+
+    # registering and reading back need no engine: one named that cannot answer changes nothing
+    no_engine = {**env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    registered = run_cli(
+        "register", str(certificate(tmp_path, "Engineless")), "--json", env=no_engine
+    )
+    assert registered.returncode == 0, registered.stderr
+    model_id = json.loads(registered.stdout)["id"]
+    shown = run_cli("show", model_id, "--json", env=no_engine)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "active"
+
+    # but an engine the configuration names must answer: then status fails, and says why
+    result = run_cli("status", "--json", env=no_engine)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["docker"]["required"] is True
+    assert report["docker"]["host"] == "unix:///nonexistent/docker.sock"
+    assert report["docker"]["error"]
+
+
+def test_status_of_an_auditor_with_only_a_gateway_probes_the_gateway(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Journey 5 (issue 15): an auditor reads through `[ipfs] gateway` and runs no IPFS node;
+    status checks that gateway (it must serve a verified block), not a kubo API."""
+    path = chain_elsewhere_config(stack, tmp_path / "auditor")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f'\n[ipfs]\ngateway = "{stack.config.ipfs.gateway}"\n')
+    env = {**cli_env, "PROVENANCE_CONFIG": str(path)}
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ipfs = json.loads(result.stdout)["ipfs"]
+    assert (ipfs["ok"], ipfs["required"], ipfs["backend"]) == (True, True, "gateway")
+    assert ipfs["endpoint"] == stack.config.ipfs.gateway
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("status", "--json", env={**env, "PROVENANCE_IPFS_GATEWAY": gone})
+    assert result.returncode == 1
+    ipfs = json.loads(result.stdout)["ipfs"]
+    assert (ipfs["ok"], ipfs["required"], ipfs["endpoint"]) == (False, True, gone)
+    assert ipfs["error"].startswith(f"IPFS gateway {gone}"), ipfs["error"]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _shape(text: str) -> list[str]:
+    """Console lines with what differs between machines and runs made uniform: ports,
+    versions, addresses, the dockerd socket and the state dir."""
+    rules = (
+        (r"unix:///\S+/docker\.sock", "SOCKET"),
+        (r"0x[0-9a-fA-F]{40}", "ADDRESS"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
+        (r"(kubo|dockerd) \S+ started", r"\1 VERSION started"),
+        (r"state in \S+", "state in STATE"),
+    )
+    lines = []
+    for line in text.strip().splitlines():
+        for pattern, replacement in rules:
+            line = re.sub(pattern, replacement, line)
+        lines.append(line)
+    return lines
+
+
+def test_the_readme_up_and_down_console_block_is_what_the_cli_prints(tmp_path: Path) -> None:
+    match = re.search(
+        r"<!-- readme-test: stack-up -->\n```text\n(.*?)```", README.read_text(), re.S
+    )
+    assert match, "README has no text block marked readme-test: stack-up"
+    expected: dict[str, list[str]] = {}
+    for chunk in match.group(1).split("$ .venv/bin/provenance ")[1:]:
+        command, _, output = chunk.partition("\n")
+        expected[command] = _shape(output)
+    path = write_stack_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "DOCKER_HOST"))}
+    env.update(PROVENANCE_CONFIG=str(path), COLUMNS="400")
+    up = run_cli("up", env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        printed = _shape(up.stdout)
+        if any(line.startswith("✔ docker: using the system engine") for line in printed):
+            pytest.skip("the system's Docker engine answers: the README shows a dockerd of its own")
+        assert printed == expected["up"]
+    finally:
+        down = run_cli("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert _shape(down.stdout) == expected["down"]

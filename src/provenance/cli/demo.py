@@ -132,9 +132,7 @@ def demo(
     stack = Stack(config, _tools())
     report = stack.status()
     parts = ("chain", "ipfs", "contracts") + (() if skip_images else ("docker",))
-    if down := [
-        f"{part}: {report[part].get('error', 'not ok')}" for part in parts if not report[part]["ok"]
-    ]:
+    if down := report.problems(parts):
         raise ConfigError(
             f"the stack is not ready ({'; '.join(down)}); start it with `provenance up`"
         )

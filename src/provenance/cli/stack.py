@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +14,9 @@ from provenance.cli._common import config as _config
 from provenance.cli._common import out, signer
 from provenance.cli._common import say as _say
 from provenance.cli._common import tools as _tools
+
+if TYPE_CHECKING:
+    from provenance.stack import StackStatus
 
 app = typer.Typer()
 
@@ -44,48 +46,39 @@ def down() -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Probe the chain, IPFS, the Docker engine and the contracts."""
+    """Probe the chain, IPFS, the Docker engine and the contracts.
+
+    Exit 1 when a needed part is not ok; Docker is needed only by a local stack or a set host.
+    """
     from provenance.stack import Stack
 
     report = Stack(_config(), _tools()).status()
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
     else:
         _status_table(report)
-    if not all(report[k]["ok"] for k in ("chain", "ipfs", "docker", "contracts")):
+    if not report.ok:
         raise typer.Exit(1)
 
 
-def _status_table(report: dict[str, Any]) -> None:
+def _status_table(report: StackStatus) -> None:
     table = Table(title="provenance stack", title_justify="left")
     table.add_column("part")
     table.add_column("ok")
     table.add_column("endpoint")
     table.add_column("details")
-    rows: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-        "chain": (
-            "rpc_url",
-            lambda r: f"chain {r.get('chain_id')}, block {r.get('block')}, {r.get('client', '')}",
-        ),
-        "ipfs": (
-            "api",
-            lambda r: f"kubo {r.get('version')}, peer {str(r.get('peer_id', ''))[:16]}",
-        ),
-        "docker": ("host", lambda r: f"engine {r.get('version')}"),
-        "contracts": (
-            "deployment_file",
-            lambda r: ", ".join(f"{k} {v['address']}" for k, v in r.items() if isinstance(v, dict)),
-        ),
-    }
-    for part, (endpoint_key, describe) in rows.items():
-        r = report[part]
-        ok = "[green]yes[/]" if r["ok"] else "[red]no[/]"
-        details = describe(r) if r["ok"] else f"[red]{r.get('error', '')}[/]"
-        managed = " (managed)" if r.get("managed") else ""
-        table.add_row(part, ok, f"{r.get(endpoint_key)}{managed}", details)
+    for part in report.parts:
+        if part.ok:
+            ok, details = "[green]yes[/]", part.detail
+        elif part.required:
+            ok, details = "[red]no[/]", f"[red]{part.error or ''}[/]"
+        else:
+            ok, details = "[yellow]no[/]", f"{part.error or ''} ({part.note or 'not required'})"
+        managed = " (managed)" if part.managed else ""
+        table.add_row(part.name, ok, f"{part.endpoint}{managed}", details)
     out.print(table)
     out.print(
-        f"config: {report['config'] or 'none (defaults and environment)'}; state: {report['state_dir']}"
+        f"config: {report.config or 'none (defaults and environment)'}; state: {report.state_dir}"
     )
 
 
