@@ -309,15 +309,9 @@ class Session:
     # ------------------------------------------------------------------ storage, engine
     @cached_property
     def storage_kind(self) -> str:
-        """``kubo``, ``gateway`` or ``local``: which backend :attr:`storage` is."""
-        ipfs = self.config.ipfs
-        if ipfs.backend != "auto":
-            return ipfs.backend
-        if "api" in ipfs.model_fields_set or self.stack.is_running("ipfs"):
-            return "kubo"
-        if "gateway" in ipfs.model_fields_set:
-            return "gateway"
-        return "local"
+        """``kubo``, ``gateway`` or ``local``: which backend :attr:`storage` is (the rule
+        lives with the stack's kubo service, whose status reports the same choice)."""
+        return self.stack.kubo.backend(self.stack.is_running("ipfs"))
 
     @cached_property
     def storage(self) -> Storage:
