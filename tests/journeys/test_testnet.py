@@ -105,6 +105,25 @@ def test_deploy_allowlist_grant_register_verify(journey: Journey) -> None:
         deployment = json.loads((journey.home / "sepolia-deployment.json").read_text())
         assert deployment["chain_id"] == SEPOLIA
         registry = deployment["contracts"]["ModelRegistry"]["address"]
+        again = journey.ok("deploy", "--open", "--keystore", "deployer.json", cwd=operator, env=env)
+        assert f"ModelRegistry already deployed at {registry}" in again.stdout
+        assert (
+            "note: the ModelRegistry already deployed is on an allowlist; deploy --open --force "
+            "for a new one"
+        ) in again.stdout
+        mainnet = journey.run(
+            "deploy",
+            "--keystore",
+            "deployer.json",
+            cwd=operator,
+            env={**env, "PROVENANCE_CHAIN_ID": "1"},
+        )
+        assert (mainnet.returncode, mainnet.stderr) == (
+            1,
+            f"error: the configured chain id is 1 but the RPC {url} serves chain {SEPOLIA}: "
+            "nothing deployed\n",
+        )
+        assert json.loads((journey.home / "sepolia-deployment.json").read_text()) == deployment
 
         alice = new_key(journey, "alice.json", operator, env)
         mallory = new_key(journey, "mallory.json", operator, env)

@@ -109,11 +109,12 @@ def deploy(
         typer.Option(help="Deployment file to write (default: <state dir>/deployment.json)."),
     ] = None,
     allowlist: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--allowlist/--open", help="Only REGISTRANT_ROLE holders may register, or anyone."
+            "--allowlist/--open",
+            help="Only REGISTRANT_ROLE holders may register, or anyone (the default).",
         ),
-    ] = False,
+    ] = None,
     force: Annotated[bool, typer.Option(help="Deploy again even where code exists.")] = False,
 ) -> None:
     """Deploy the contracts to a chain (a testnet, a private chain or the local anvil).
@@ -145,7 +146,7 @@ def deploy(
             session.w3,
             account,
             target,
-            open_registration=not allowlist,
+            open_registration=not allowlist,  # None: open
             force=force,
         )
         for name, record in result.contracts.items():
@@ -157,7 +158,7 @@ def deploy(
         registry = result.contracts.get("ModelRegistry")
         if registry is not None:
             is_open = Registry(session.w3, registry.address).is_open()
-            if is_open == allowlist:
+            if allowlist is not None and is_open == allowlist:
                 mode = "open to anyone" if is_open else "on an allowlist"
                 again = "--allowlist" if allowlist else "--open"
                 out.print(
