@@ -151,6 +151,16 @@ def test_deploy_allowlist_grant_register_verify(journey: Journey) -> None:
             ("registrant", alice),
         ]
 
+        last = journey.run(
+            "role", "revoke", "admin", "deployer.json", "--keystore", "deployer.json",
+            cwd=operator, env=env,
+        )  # fmt: skip
+        assert (last.returncode, last.stderr) == (
+            1,
+            f"error: {deployer} is the registry's only admin: revoking it would leave nobody "
+            "to manage roles; grant admin to another account first\n",
+        )
+
         # the deployer may register at once; a non-holder is refused in one line
         (operator / "minimal.json").write_text(json.dumps({"model": {"digest": "0x" + "ab" * 32}}))
         journey.ok("register", "minimal.json", "--keystore", "deployer.json", cwd=operator, env=env)

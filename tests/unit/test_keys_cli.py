@@ -74,3 +74,11 @@ def test_role_and_node_help_name_the_commands(tmp_path: Path) -> None:
         assert all(c in result.stdout for c in commands)
     bad = run("role", "grant", "superuser", "0x" + "11" * 20, cwd=tmp_path)
     assert bad.returncode == 2
+    for group, command in (("role", "grant"), ("node", "authorize")):
+        args = [group, command, "0x" + "ab" * 32, "alice"] if group == "node" else []
+        args = args or [group, command, "registrant", "alice"]
+        nobody = run(*args, cwd=tmp_path)
+        assert (nobody.returncode, nobody.stdout) == (1, "")
+        assert nobody.stderr == (
+            "error: 'alice' is neither an address (0x + 40 hex digits) nor a keystore file\n"
+        )

@@ -98,6 +98,13 @@ def _change(role: Role, account: str, grant: bool, keystore: Path | None, pw: Pa
             state = "already holds" if grant else "does not hold"
             say(f"{address} {state} the {role.value} role; nothing sent")
             return
+        if role is Role.admin and not grant:
+            admins = [h.account for h in registry.role_holders("admin")]
+            if admins == [address]:
+                raise ConfigError(
+                    f"{address} is the registry's only admin: revoking it would leave nobody "
+                    "to manage roles; grant admin to another account first"
+                )
         if grant:
             tx = registry.grant_role(role.value, address)
         else:
