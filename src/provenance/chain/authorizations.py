@@ -90,16 +90,19 @@ def _logs(attestor: AttestorContract, topics: list[Any], from_block: int) -> lis
 
 
 def authorized_nodes(
-    attestor: AttestorContract, model_ids: Iterable[bytes], *, from_block: int = 0
+    attestor: AttestorContract, model_ids: Iterable[bytes] | None, *, from_block: int = 0
 ) -> list[NodeAuthorization]:
-    """The nodes authorised now for any of ``model_ids``: every ``NodeAuthorized`` not followed
-    by a ``NodeDeauthorized`` of the same (model, node); by model, then grant order."""
-    wanted = list(dict.fromkeys(model_ids))
-    if not wanted:
+    """The nodes authorised now for any of ``model_ids`` (for every model when None): every
+    ``NodeAuthorized`` not followed by a ``NodeDeauthorized`` of the same (model, node); by
+    model (in the order given, else of the first grant), then grant order."""
+    wanted = None if model_ids is None else list(dict.fromkeys(model_ids))
+    if wanted == []:
         return []
     events = attestor.contract.events
     granted, withdrawn = events.NodeAuthorized(), events.NodeDeauthorized()
-    topics = [[granted.topic, withdrawn.topic], [HexBytes(m) for m in wanted]]
+    topics: list[Any] = [[granted.topic, withdrawn.topic]]
+    if wanted is not None:
+        topics.append([HexBytes(m) for m in wanted])
     current: dict[tuple[bytes, str], NodeAuthorization] = {}
     for log in _logs(attestor, topics, from_block):
         if HexBytes(log["topics"][0]) == HexBytes(granted.topic):
@@ -117,8 +120,14 @@ def authorized_nodes(
         else:
             args = withdrawn.process_log(log)["args"]
             current.pop((bytes(args["modelId"]), to_checksum_address(args["node"])), None)
+    if wanted is None:
+        wanted = list(dict.fromkeys(a.model_id for a in sorted(current.values(), key=_granted)))
     rank = {m: i for i, m in enumerate(wanted)}
     return sorted(current.values(), key=lambda a: rank[a.model_id])
+
+
+def _granted(auth: NodeAuthorization) -> int:
+    return auth.block
 
 
 def output_attestations(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from provenance.chain.artifacts import load_artifact
@@ -78,6 +79,17 @@ def constructor_args(
     raise ChainError(f"no constructor arguments known for {name}")
 
 
+def grant_registrant(w3: Web3, admin: LocalAccount, registry: str, account: str) -> None:
+    """Let ``account`` register on an allowlist registry (``admin`` holds its admin role)."""
+    artifact = load_artifact("ModelRegistry")
+    contract = w3.eth.contract(address=Web3.to_checksum_address(registry), abi=artifact.abi)
+    role = keccak(text="REGISTRANT_ROLE")
+    tx = contract.functions.grantRole(role, Web3.to_checksum_address(account)).build_transaction(
+        {"from": admin.address}
+    )
+    send(w3, admin, dict(tx), what="granting the deployer the registrant role")
+
+
 def ensure_deployed(
     w3: Web3,
     deployer: LocalAccount,
@@ -90,6 +102,10 @@ def ensure_deployed(
 ) -> tuple[Deployment, list[str]]:
     """Deploy each contract whose recorded address holds no code; return the deployment and
     the names deployed now (empty when everything was there already).
+
+    A registry deployed now with ``open_registration=False`` (an allowlist) grants its
+    deployer, when that is also its admin, the registrant role: the deployer can register at
+    once and grant others with ``provenance role grant``.
 
     ``configured`` addresses (from the config file or environment) are never redeployed: one
     that holds no code is an error. A deployment file for another chain is an error.
@@ -140,6 +156,8 @@ def ensure_deployed(
             ).hexdigest(),
         )
         deployed_now.append(name)
+        if name == "ModelRegistry" and not open_registration and admin in (None, deployer.address):
+            grant_registrant(w3, deployer, created, deployer.address)
     deployment = Deployment(chain_id=chain_id, contracts=contracts)
     if deployed_now or existing is None:
         deployment.write(deployment_file)

@@ -50,6 +50,10 @@ from provenance.registration import (
 
 CONTRACT = "ModelRegistry"
 ROLES = {"registrant": keccak(text="REGISTRANT_ROLE"), "auditor": keccak(text="AUDITOR_ROLE")}
+ROLE_NAMES = ("admin", "registrant", "auditor")
+"""The registry's roles: ``admin`` (AccessControl's DEFAULT_ADMIN_ROLE) grants and revokes the
+others; ``registrant`` may register while registration is on the allowlist; ``auditor`` may
+revoke any model."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,27 @@ class Registered:
     transaction: str | None
     block: int | None
     already: bool = False  # registered before, with the same content and registrant
+
+
+@dataclass(frozen=True)
+class RoleHolder:
+    """``account`` holds ``role`` (a name of :data:`ROLE_NAMES`, else the role's hex), granted
+    by ``granted_by`` in ``block``."""
+
+    role: str
+    account: str
+    granted_by: str
+    block: int
+    transaction: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "account": self.account,
+            "granted_by": self.granted_by,
+            "block": self.block,
+            "transaction": self.transaction,
+        }
 
 
 @dataclass(frozen=True)
@@ -269,6 +294,33 @@ class Registry(ContractClient):
     def revoke_role(self, role: str, account: str) -> str:
         fn = self.contract.functions.revokeRole(_role(role), to_checksum_address(account))
         return _hash(self._send(fn, f"revoke {role} role"))
+
+    def role_holders(self, role: str | None = None) -> list[RoleHolder]:
+        """Who holds ``role`` (every role when None) now, replayed from the RoleGranted and
+        RoleRevoked events since :attr:`from_block`; by role, then grant order."""
+        topics: list[Any] = [
+            [self._topic("RoleGranted"), self._topic("RoleRevoked")],
+            None if role is None else HexBytes(_role(role)),
+        ]
+        names = {_role(name): name for name in ROLE_NAMES}
+        try:
+            events = self._logs(topics)
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainError(f"{CONTRACT} at {self.address}: the chain RPC failed: {exc}") from exc
+        current: dict[tuple[bytes, str], RoleHolder] = {}
+        for event in sorted(events, key=lambda e: (e.block, e.log_index)):
+            key = (bytes(event.args["role"]), to_checksum_address(event.args["account"]))
+            current.pop(key, None)  # a grant after a revocation moves to the end
+            if event.name == "RoleGranted":
+                current[key] = RoleHolder(
+                    role=names.get(key[0], "0x" + key[0].hex()),
+                    account=key[1],
+                    granted_by=to_checksum_address(event.args["sender"]),
+                    block=event.block,
+                    transaction=event.transaction,
+                )
+        rank = {name: i for i, name in enumerate(ROLE_NAMES)}
+        return sorted(current.values(), key=lambda h: rank.get(h.role, len(rank)))
 
     def _already(
         self, exc: ContractRevertError, registration: Registration, sender: str

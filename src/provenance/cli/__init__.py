@@ -26,7 +26,10 @@ from provenance.cli import (  # noqa: E402
     explorer,
     images,
     ipfs,
+    keys,
+    nodes,
     registry,
+    roles,
     serve,
     stack,
     verify,
@@ -57,6 +60,9 @@ app.add_typer(ipfs.app, name="ipfs")
 app.add_typer(images.app, name="image")
 app.add_typer(certificates.data_app, name="data")
 app.add_typer(certificates.certificate_app, name="certificate")
+app.add_typer(keys.app, name="key")
+app.add_typer(roles.app, name="role")
+app.add_typer(nodes.app, name="node")
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, signer
+from provenance.cli._common import out, password
 from provenance.cli._common import say as _say
 from provenance.cli._common import tools as _tools
 
@@ -102,26 +102,69 @@ def deploy(
         typer.Option(help="Deployment file to write (default: <state dir>/deployment.json)."),
     ] = None,
     allowlist: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--allowlist/--open", help="Only REGISTRANT_ROLE holders may register, or anyone."
+            "--allowlist/--open",
+            help="Only REGISTRANT_ROLE holders may register, or anyone (the default).",
         ),
-    ] = False,
+    ] = None,
     force: Annotated[bool, typer.Option(help="Deploy again even where code exists.")] = False,
 ) -> None:
-    """Deploy the contracts to a chain (a testnet, a private chain or the local anvil)."""
-    from provenance.chain.client import connect
+    """Deploy the contracts to a chain (a testnet, a private chain or the local anvil).
+
+    With --allowlist only REGISTRANT_ROLE holders may register; the deployer is granted it
+    (and is the admin): grant others with `provenance role grant registrant ADDRESS`."""
     from provenance.chain.deploy import ensure_deployed
+    from provenance.chain.registry import Registry
+    from provenance.errors import ConfigError
+    from provenance.session import Session
 
     config = _config()
-    url = rpc_url or config.chain.rpc_url
-    w3 = connect(url)
-    account = signer(w3, url, keystore or config.chain.keystore, password_file, "deploying")
-    target = deployment or config.deployment_file
-    result, now = ensure_deployed(w3, account, target, open_registration=not allowlist, force=force)
-    for name, record in result.contracts.items():
-        verb = "deployed" if name in now else "already deployed"
-        _say(
-            f"{name} {verb} at {record.address} on chain {result.chain_id} (tx {record.transaction})"
+    if rpc_url is not None:
+        config = config.model_copy(
+            update={"chain": config.chain.model_copy(update={"rpc_url": rpc_url})}
         )
+    with Session(config, keystore=keystore, password=lambda: password(password_file)) as session:
+        if (
+            "chain_id" in config.chain.model_fields_set
+            and config.chain.chain_id != session.chain_id
+        ):
+            raise ConfigError(
+                f"the configured chain id is {config.chain.chain_id} but the RPC "
+                f"{config.chain.rpc_url} serves chain {session.chain_id}: nothing deployed"
+            )
+        account = session.signer
+        target = deployment or config.deployment_file
+        result, now = ensure_deployed(
+            session.w3,
+            account,
+            target,
+            open_registration=not allowlist,  # None: open
+            force=force,
+        )
+        for name, record in result.contracts.items():
+            verb = "deployed" if name in now else "already deployed"
+            _say(
+                f"{name} {verb} at {record.address} on chain {result.chain_id} "
+                f"(tx {record.transaction})"
+            )
+        registry = result.contracts.get("ModelRegistry")
+        if registry is not None:
+            is_open = Registry(session.w3, registry.address).is_open()
+            if allowlist is not None and is_open == allowlist:
+                mode = "open to anyone" if is_open else "on an allowlist"
+                again = "--allowlist" if allowlist else "--open"
+                out.print(
+                    f"note: the ModelRegistry already deployed is {mode}; deploy {again} "
+                    "--force for a new one",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            elif allowlist and "ModelRegistry" in now:
+                out.print(
+                    f"  {account.address} is its admin and may register; let others with "
+                    "`provenance role grant registrant ADDRESS`",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     out.print(f"deployment file: {target}")
