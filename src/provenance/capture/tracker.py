@@ -1,21 +1,23 @@
 """The capture API for training code.
 
-    with provenance.track("Model Beta", parents=[(alpha_id, "fine-tune")],
-                          output_dir=Path("runs/beta"), signer=account,
-                          storage=store, registry=registry) as run:
+    with provenance.connect() as session, provenance.track(
+        "Model Beta", parents=[(alpha_id, "fine-tune")], output_dir=Path("runs/beta"),
+        session=session,
+    ) as run:
         X = run.step(drop_outliers)(raw, z=3.0)          # or @run.step
         run.log_dataset("train.csv", role="train", subset=train_positions)
         run.log_params(C=1.0); run.log_seeds(numpy=0); run.log_metrics(accuracy=0.97)
         run.log_model(pipeline)
     run.certificate, run.signed, run.cid, run.registered, run.path
 
-On a clean exit the certificate is built; then, each only when its dependency was given, the
-model, data and certificate are stored (``storage``: anything with ``put_bytes`` / ``put_path``,
-e.g. :class:`~provenance.storage.LocalStore` or :class:`~provenance.storage.Kubo`), the
-certificate is signed (``signer``: an eth-account ``LocalAccount``), written to
-``output_dir/certificate.json`` and registered on chain (``registry``: a
-:class:`~provenance.chain.registry.Registry` that can send) with the signer as registrant (when
-the registry sends as another account, it relays the signer's EIP-712 registration). If the block raises, nothing is
+A :class:`Run` only accumulates and builds. On a clean exit the certificate is built and handed
+to :func:`~provenance.capture.publish.publish`, which stores the model and the certificate,
+signs it, writes ``output_dir/certificate.json`` and registers it, each when its client is
+there: with ``session=`` (:func:`provenance.connect`) its signer, storage and a registry sending
+as the signer (``register=False`` to only store); else what is passed as ``signer`` (an
+eth-account ``LocalAccount``), ``storage`` (anything with ``put_bytes`` / ``put_path``) and
+``registry`` (a :class:`~provenance.chain.registry.Registry` that can send; refused without
+storage, as nobody could fetch the certificate it anchors). If the block raises, nothing is
 built and the exception propagates.
 
 Capture must not break the job: a failure to capture something (hash an input, read git, list
@@ -35,13 +37,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from provenance.capture import sklearn as sk
 from provenance.capture.environment import capture_environment
 from provenance.capture.git import git_state
+from provenance.capture.publish import NO_STORAGE, BlobStore, ModelFiles, ModelRegistry, publish
 from provenance.capture.values import data_ref, is_data, opaque, split_values, value_ref
 from provenance.certificate import (
     Attachment,
@@ -59,11 +62,9 @@ from provenance.certificate import (
     TrainingData,
     ValueRef,
     parse_relation,
-    sign_certificate,
     timestamp,
-    to_json,
 )
-from provenance.errors import CaptureError, CertificateError, IntegrityError, ProvenanceError
+from provenance.errors import CaptureError, CertificateError, ConfigError, ProvenanceError
 from provenance.hashing import format_digest, sha256
 from provenance.manifest import (
     DatasetOpening,
@@ -78,32 +79,14 @@ from provenance.manifest import (
     open_table,
     subset_of,
 )
-from provenance.registration import Registration, Relation
+from provenance.registration import Relation
 
 if TYPE_CHECKING:
     from provenance.chain.registry import Registered
+    from provenance.session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class BlobStore(Protocol):
-    """What capture needs of a storage backend (:class:`provenance.storage.Storage` has it)."""
-
-    def put_bytes(self, data: bytes, *, pin: bool = True, confidential: bool = False) -> str: ...
-
-    def put_path(self, path: Path, *, pin: bool = True, confidential: bool = False) -> str: ...
-
-
-class ModelRegistry(Protocol):
-    """What capture needs of the chain (:class:`provenance.chain.registry.Registry` has it)."""
-
-    @property
-    def sender(self) -> str | None: ...
-
-    def register(self, registration: Registration) -> Registered: ...
-
-    def register_signed(self, account: Signer, registration: Registration) -> Registered: ...
 
 
 ParentSpec = ParentLink | tuple[bytes | str, str] | tuple[bytes | str, str, str | None] | str
@@ -240,6 +223,8 @@ class Run:
         signer: Signer | None = None,
         storage: BlobStore | None = None,
         registry: ModelRegistry | None = None,
+        session: Session | None = None,
+        register: bool = True,
         payload: JsonValue = None,
         source_dir: Path | None = None,
         environment: bool = True,
@@ -256,6 +241,10 @@ class Run:
         self.signer = signer
         self.storage = storage
         self.registry = registry
+        self.session = session
+        self.register = register
+        if registry is not None and storage is None and session is None:
+            raise ConfigError(NO_STORAGE)
         self.payload = payload
         self.source_dir = source_dir
         self.capture_env = environment
@@ -283,6 +272,7 @@ class Run:
         self.started_at: str | None = None
         self.ended_at: str | None = None
         self.model: ModelArtifact | None = None
+        self.model_files: ModelFiles | None = None
 
         self.certificate: Certificate | None = None
         self.signed: SignedCertificate | None = None
@@ -467,9 +457,8 @@ class Run:
                 raise CertificateError(
                     f"dataset {label}: only files can be stored, not a {type(data).__qualname__}"
                 )
-            if self.storage is not None:
-                url = "ipfs://" + self.storage.put_path(path)
-                self.data_url = self.data_url or url
+            url = "ipfs://" + self._require_storage(f"storing dataset {label}").put_path(path)
+            self.data_url = self.data_url or url
         record, opening = dataset_record(
             label, manifest, role=role, subset=subset_record, url=url, confidential=confidential
         )
@@ -525,30 +514,32 @@ class Run:
                 "path, or a scikit-learn estimator"
             )
         manifest = manifest_of(location)
-        url = "ipfs://" + self.storage.put_path(location) if self.storage is not None else None
         self.model = ModelArtifact(
             digest=manifest.root,
             manifest=manifest,
             format=fmt,
             framework=framework,
             estimator=estimator,
-            url=url,
         )
+        self.model_files = location
         return self.model
 
     def log_model_files(self, files: Mapping[str, Path]) -> ModelArtifact:
-        """The model as several named files (e.g. every file a command wrote); not stored."""
+        """The model as several named files (e.g. the model files a command wrote); stored
+        when it is one file."""
         if self.model is not None:
             raise CertificateError("log_model was already called in this run")
         manifest = manifest_of_files(files)
         self.model = ModelArtifact(digest=manifest.root, manifest=manifest, format="files")
+        self.model_files = dict(files) if len(files) == 1 else None
         return self.model
 
     def attach(
         self, name: str, data: bytes, media_type: str = "application/octet-stream"
     ) -> Attachment:
         """A large part kept outside the body (stored when there is storage), by digest."""
-        url = "ipfs://" + self.storage.put_bytes(data) if self.storage is not None else None
+        store = self._storage()
+        url = "ipfs://" + store.put_bytes(data) if store is not None else None
         attachment = Attachment(
             name=name,
             digest=format_digest(sha256(data)),
@@ -603,7 +594,7 @@ class Run:
         certificate = Certificate(
             model_name=self.name,
             created_at=timestamp(self.clock()),
-            creator=str(self.signer.address) if self.signer is not None else None,
+            creator=str(signer.address) if (signer := self._signer()) is not None else None,
             parents=self.parents,
             model=self.model,
             data=TrainingData.of(tuple(self.datasets), url=self.data_url),
@@ -631,56 +622,55 @@ class Run:
         return certificate
 
     def finish(self) -> Certificate:
-        """Build, store, sign, write and register (each when configured); see the module doc."""
+        """Build the certificate, then :func:`~provenance.capture.publish.publish` it: store,
+        sign, write and register, each when configured (see the module doc)."""
         if self.ended_at is None:
             self.ended_at = timestamp(self.clock())
         certificate = self.build()
-        signed = sign_certificate(certificate, self.signer) if self.signer is not None else None
-        if signed is not None:
-            certificate = signed.certificate
-        if self.storage is not None:
-            cid = self.storage.put_bytes(certificate.canonical_bytes())
-            if cid != certificate.cid:
-                raise IntegrityError(
-                    f"storage returned CID {cid} for the certificate, expected {certificate.cid}"
-                )
-            self.cid = cid
-            if signed is not None:
-                self.envelope_cid = self.storage.put_bytes(to_json(signed).encode())
-        else:
-            self.cid = certificate.cid
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        storage = self._storage()
+        registry = self.registry
+        if registry is None and self.session is not None and self.register:
+            registry = self.session.registry_for(self._signer())  # type: ignore[arg-type]
         self.path = self.output_dir / "certificate.json"
-        self.path.write_text(to_json(signed or certificate), encoding="utf-8")
-        self.certificate, self.signed = certificate, signed
-        if self.registry is not None:
-            self.registered = self._register(self.registry, certificate)
-        return certificate
+        done = publish(
+            certificate,
+            signer=self._signer(),
+            storage=storage,
+            registry=registry,
+            model_files=self.model_files if storage is not None else None,
+            path=self.path,
+            acknowledge_revoked_parents=self.acknowledge_revoked_parents,
+        )
+        self.certificate, self.signed, self.registered = done.certificate, done.signed, None
+        self.cid, self.envelope_cid = done.cid, done.envelope_cid
+        self.registered = done.registered
+        return done.certificate
 
-    def _register(self, registry: ModelRegistry, certificate: Certificate) -> Registered:
-        """Register with the signer as registrant: the id binds the registrant, and a verifier
-        accepts only the creator's registration. When the registry sends as another account,
-        the signer signs the registration and the registry relays it (``registerFor``)."""
-        registration = certificate.registration(self.acknowledge_revoked_parents)
-        signer = self.signer
-        sender = registry.sender
-        if signer is not None and (sender or "").lower() != str(signer.address).lower():
-            done = registry.register_signed(signer, registration)
-        else:
-            done = registry.register(registration)
-        expected = registration.model_id_for(certificate.creator or done.registrant)
-        if done.id != expected:
-            raise IntegrityError(
-                f"the registry returned id 0x{done.id.hex()}, the certificate derives "
-                f"0x{expected.hex()}"
-            )
-        return done
+    # -- clients ------------------------------------------------------------------------------
+
+    def _signer(self) -> Signer | None:
+        if self.signer is None and self.session is not None:
+            self.signer = self.session.signer
+        return self.signer
+
+    def _storage(self) -> BlobStore | None:
+        """The storage given, else the session's."""
+        if self.storage is None and self.session is not None:
+            self.storage = self.session.storage
+        return self.storage
+
+    def _require_storage(self, needed_for: str) -> BlobStore:
+        store = self._storage()
+        if store is None:
+            raise ConfigError(f"{needed_for} needs storage: pass session= or storage= to track()")
+        return store
 
 
-def track(name: str, **options: Any) -> Run:
-    """Start capturing a training run: ``with track("Model Beta", parents=[...]) as run:``.
-    Options are those of :class:`Run`."""
-    return Run(name, **options)
+def track(name: str, session: Session | None = None, **options: Any) -> Run:
+    """Start capturing a training run: ``with track("Model Beta", session=session) as run:``
+    (``session`` from :func:`provenance.connect`: sign, store and register on exit). Options
+    are those of :class:`Run`."""
+    return Run(name, session=session, **options)
 
 
 def subset_from(table_source: object, subset: object) -> tuple[TableManifest, SubsetOf]:
