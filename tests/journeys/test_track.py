@@ -53,7 +53,7 @@ def test_track_a_parent_and_child_then_revoking_the_parent_taints_the_child(
     journey.ok("revoke", parent_id, "--reason", "leaked test data", *confirm, cwd=auditor)
 
     shown = json.loads(journey.ok("show", child_id, "--json", cwd=auditor).stdout)
-    assert shown["status"] == "registered" and shown["tainted"] is True
+    assert shown["status"] == "active" and shown["tainted"] is True
     assert shown["parents"] == [{"id": parent_id, "relation": "fine-tune"}]
     verified = journey.run("verify", child_id, "--fetch-timeout", "5", cwd=auditor)
     assert verified.returncode == 1, (verified.stdout, verified.stderr)
