@@ -29,22 +29,22 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib.metadata
 import inspect
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from pydantic import JsonValue, TypeAdapter, ValidationError
+from pydantic import JsonValue
 
 from provenance.capture import sklearn as sk
 from provenance.capture.environment import capture_environment
 from provenance.capture.git import git_state
 from provenance.capture.publish import NO_STORAGE, BlobStore, ModelFiles, ModelRegistry, publish
+from provenance.capture.selection import as_selection, positions_of
+from provenance.capture.steps import imported_packages, library_versions, source_digest
 from provenance.capture.values import data_ref, is_data, opaque, split_values, value_ref
 from provenance.certificate import (
     Attachment,
@@ -70,7 +70,6 @@ from provenance.manifest import (
     DatasetOpening,
     DatasetRecord,
     FileManifest,
-    Selection,
     SubsetOf,
     TableManifest,
     dataset_record,
@@ -119,96 +118,6 @@ def slug(name: str) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-_DISTRIBUTIONS: dict[str, list[str]] | None = None
-
-
-def _imported_packages(fn: Callable[..., Any]) -> frozenset[str]:
-    """The top-level packages the module of ``fn`` imported (as modules, or names imported
-    from them), less the standard library: cheap, taken when a step runs."""
-    namespace = getattr(inspect.unwrap(fn), "__globals__", None)
-    if not isinstance(namespace, dict):
-        module = sys.modules.get(getattr(fn, "__module__", None) or "")
-        namespace = vars(module) if module is not None else {}
-    tops: set[str] = set()
-    for value in list(namespace.values()):
-        if isinstance(value, ModuleType):
-            tops.add(value.__name__.partition(".")[0])
-        else:
-            owner = getattr(value, "__module__", None)
-            if isinstance(owner, str):
-                tops.add(owner.partition(".")[0])
-    return frozenset(tops - set(sys.stdlib_module_names) - {"builtins", "__main__"})
-
-
-def _library_versions(tops: Iterable[str]) -> dict[str, str]:
-    """Versions of the installed distributions providing these top-level packages (resolved
-    when the certificate is built, not while the job runs)."""
-    global _DISTRIBUTIONS
-    if _DISTRIBUTIONS is None:
-        _DISTRIBUTIONS = dict(importlib.metadata.packages_distributions())
-    found: dict[str, str] = {}
-    for top in sorted(tops):
-        for dist in _DISTRIBUTIONS.get(top, []):
-            try:
-                found[dist.lower()] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return dict(sorted(found.items()))
-
-
-def _source_digest(fn: Callable[..., Any]) -> str | None:
-    target = inspect.unwrap(fn)
-    try:
-        return format_digest(sha256(inspect.getsource(target).encode()))
-    except (OSError, TypeError):
-        code = getattr(target, "__code__", None)
-        if code is None:
-            return None
-        return format_digest(sha256(code.co_code + repr(code.co_consts).encode()))
-
-
-_SELECTION: TypeAdapter[Selection] = TypeAdapter(Selection)
-
-
-def as_selection(subset: object) -> Selection:
-    """A selection from a Selection, a dict spec, a filter expression (str), or row positions
-    (a sequence of ints, a numpy array, a pandas Index)."""
-    from provenance.manifest import FilterSelection, IndexSelection, SampleSelection
-
-    if isinstance(subset, IndexSelection | FilterSelection | SampleSelection):
-        return subset
-    if isinstance(subset, str):
-        return FilterSelection(expression=subset)
-    if isinstance(subset, Mapping):
-        try:
-            return _SELECTION.validate_python(dict(subset))
-        except ValidationError as exc:
-            raise CertificateError(f"bad subset spec: {exc.errors()[0]['msg']}") from None
-    try:
-        return IndexSelection.of(list(subset))  # type: ignore[call-overload]
-    except TypeError:
-        raise CertificateError(
-            f"a subset is a selection, a filter expression or row positions, not {type(subset).__qualname__}"
-        ) from None
-
-
-def _positions(data: object, subset: object) -> object:
-    """A pandas Index (or Series' index) selecting rows of a DataFrame holds labels: turn them
-    into positions of ``data``; anything else passes through."""
-    module = type(subset).__module__
-    if not module.startswith("pandas") or not type(data).__module__.startswith("pandas"):
-        return subset
-    import pandas as pd
-
-    labels = subset.index if isinstance(subset, pd.Series | pd.DataFrame) else subset
-    if not isinstance(labels, pd.Index) or not isinstance(data, pd.DataFrame | pd.Series):
-        return subset
-    positions = data.index.get_indexer(labels)
-    if (positions < 0).any():
-        raise CertificateError("the subset names rows that are not in the dataset's index")
-    return [int(p) for p in positions]
 
 
 class Run:
@@ -386,7 +295,7 @@ class Run:
                 self.warn(f"step {qualname}: output {key} not digested: {exc}")
         step = Step(
             name=qualname,
-            source_digest=_source_digest(fn),
+            source_digest=source_digest(fn),
             arguments=plain,
             opaque_arguments=other,
             inputs=tuple(inputs),
@@ -394,13 +303,13 @@ class Run:
             started_at=started,
             duration_s=duration,
         )
-        self._steps.append((step, _imported_packages(fn)))
+        self._steps.append((step, imported_packages(fn)))
 
     @property
     def steps(self) -> tuple[Step, ...]:
         """The step calls recorded so far, in the order they returned."""
         return tuple(
-            step.model_copy(update={"libraries": _library_versions(tops)})
+            step.model_copy(update={"libraries": library_versions(tops)})
             for step, tops in self._steps
         )
 
@@ -440,7 +349,7 @@ class Run:
         if tabular:
             table = open_table(data, format=format, delimiter=delimiter)  # type: ignore[arg-type]
             if subset is not None:
-                result = subset_of(table, as_selection(_positions(data, subset)))
+                result = subset_of(table, as_selection(positions_of(data, subset)))
                 manifest, subset_record = result.manifest, result.subset
             else:
                 manifest = table.manifest()
