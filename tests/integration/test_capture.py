@@ -234,6 +234,13 @@ def test_register_accepts_a_signed_certificate_and_refuses_a_forged_one(
     assert registered["id"] == "0x" + run.signed.certificate.model_id.hex()
     assert registered["certificate_digest"] == run.signed.certificate.digest_text
     assert registered["registrant"] == ALICE.address  # the creator
+    # register stored the certificate first (before: never, so the model could never be
+    # verified by its id), and the model is verified by its id
+    assert registered["cid"] == run.signed.certificate.cid and registered["storage"] == "kubo"
+    kubo = Kubo(stack.config.ipfs.api)
+    assert kubo.get_bytes(run.signed.certificate.cid) == run.signed.certificate.canonical_bytes()
+    verified = run_cli("verify", registered["id"], "--fetch-timeout", "5", env=cli_env)
+    assert verified.returncode == 0, (verified.stdout, verified.stderr)
 
     document = json.loads(run.path.read_text())
     document["certificate"]["model_name"] = "Forged"
@@ -243,3 +250,49 @@ def test_register_accepts_a_signed_certificate_and_refuses_a_forged_one(
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: the certificate signature recovers to 0x")
     assert refused.stderr.strip().endswith(f"not to its creator {ALICE.address}")
+
+
+def test_publish_stores_a_certificate_its_model_and_public_data(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    csv = tmp_path / "train.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"weights")
+    with track(
+        "Published later", output_dir=tmp_path / "out", signer=ALICE, environment=False,
+        source_dir=tmp_path,
+    ) as run:  # fmt: skip
+        run.log_dataset(csv)
+        run.log_model(model)
+    assert run.signed is not None and run.path is not None
+    cert = run.signed.certificate
+    done = run_cli(
+        "publish", str(run.path), "--model-files", str(model), "--data", str(csv), "--json",
+        env=cli_env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["cid"] == cert.cid and result["storage"] == "kubo"
+    assert result["envelope_cid"] is not None and result["model_cid"] is not None
+    kubo = Kubo(stack.config.ipfs.api)
+    assert kubo.get_bytes(cert.cid) == cert.canonical_bytes()
+    assert load_certificate_bytes(kubo.get_bytes(result["envelope_cid"])) == run.signed
+    assert kubo.get_bytes(result["model_cid"]) == b"weights"
+    assert kubo.get_bytes(result["data_cids"]["train.csv"]) == csv.read_bytes()
+    text = run_cli("publish", str(run.path), env=cli_env)
+    assert text.returncode == 0, text.stderr
+    assert f"  certificate  ipfs://{cert.cid}" in text.stdout
+    # the model files must be the certified ones
+    other = tmp_path / "other.joblib"
+    other.write_bytes(b"trojan")
+    refused = run_cli("publish", str(run.path), "--model-files", str(other), env=cli_env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith(
+        f"the certificate records {cert.model.digest}: not the certified model"
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def load_certificate_bytes(data: bytes) -> object:
+    return parse_certificate(json.loads(data), "stored envelope")

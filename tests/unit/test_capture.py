@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from provenance.capture import Run, parse_parent, track
+from provenance.capture import Run, parse_parent, publish, track
 from provenance.capture.tracker import as_selection
 from provenance.certificate import (
     Certificate,
@@ -36,7 +36,7 @@ from provenance.certificate import (
 )
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import Registered
-from provenance.errors import CaptureError, CertificateError, IntegrityError
+from provenance.errors import CaptureError, CertificateError, ConfigError, IntegrityError
 from provenance.hashing import format_digest, hash_file
 from provenance.manifest import (
     DatasetOpening,
@@ -338,7 +338,7 @@ def test_a_registry_sending_as_someone_else_relays_the_signers_registration(
     """The id binds the registrant, so the signer (the creator) must be it: when the registry
     sends as another account, the signer's EIP-712 registration is relayed (registerFor)."""
     relayer = FakeRegistry(sender=OTHER.address)
-    with fixed_run(tmp_path, signer=DEV, registry=relayer) as run:
+    with fixed_run(tmp_path, signer=DEV, storage=FakeStore(), registry=relayer) as run:
         run.log_model(Path(__file__))
     cert = run.certificate
     assert cert is not None and run.registered is not None
@@ -346,7 +346,7 @@ def test_a_registry_sending_as_someone_else_relays_the_signers_registration(
     assert run.registered.registrant == DEV.address and run.registered.id == cert.model_id
     # an unsigned certificate (no creator) is registered by the sender, under the sender's id
     plain = FakeRegistry(sender=OTHER.address)
-    with fixed_run(tmp_path / "plain", registry=plain) as run:
+    with fixed_run(tmp_path / "plain", storage=FakeStore(), registry=plain) as run:
         run.log_model(Path(__file__))
     cert = run.certificate
     assert cert is not None and cert.creator is None and run.registered is not None
@@ -358,7 +358,7 @@ def test_storage_or_registry_disagreeing_with_the_certificate_is_an_error(tmp_pa
     expected = r"^storage returned CID bafkreiwrong for the certificate, expected bafkrei"
     with pytest.raises(IntegrityError, match=expected), stored as run:
         run.log_model(Path(__file__))
-    registered = fixed_run(tmp_path, registry=FakeRegistry(wrong_id=True))
+    registered = fixed_run(tmp_path, storage=FakeStore(), registry=FakeRegistry(wrong_id=True))
     with (
         pytest.raises(IntegrityError, match=r"^the registry returned id 0x0000"),
         registered as run,
@@ -445,3 +445,102 @@ def test_a_pandas_index_selects_rows_of_a_frame_by_label(tmp_path: Path) -> None
         CertificateError, match=r"^the subset names rows that are not in the dataset's index$"
     ):
         fixed_run(tmp_path).log_dataset(data, subset=pd.Index([99]))
+
+
+def test_a_registry_without_storage_is_refused_before_the_run(tmp_path: Path) -> None:
+    """Before: track(registry=...) without storage registered a certificate nobody could fetch,
+    so the model could never be verified by its id."""
+    registry = FakeRegistry()
+    with pytest.raises(ConfigError) as refused:
+        fixed_run(tmp_path, signer=DEV, registry=registry)
+    assert str(refused.value) == (
+        "registering a certificate that is stored nowhere: nobody could fetch it, so the model "
+        "could never be verified by its id; pass session= (or storage=) as well"
+    )
+    assert registry.registrations == [] and registry.relayed == []
+    with pytest.raises(ConfigError, match=r"^registering a certificate that is stored nowhere"):
+        publish(_built(tmp_path), registry=registry)
+
+
+def _built(folder: Path) -> Any:
+    run = fixed_run(folder)
+    run.log_model(Path(__file__))
+    return run.build()
+
+
+def test_storing_a_dataset_without_storage_is_an_error_not_silence(tmp_path: Path) -> None:
+    """Before: log_dataset(store=True) without storage recorded no URL and said nothing."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(ConfigError) as refused, fixed_run(tmp_path) as run:
+        run.log_dataset(csv, store=True)
+    assert str(refused.value) == (
+        "storing dataset train.csv needs storage: pass session= or storage= to track()"
+    )
+
+
+class FakeSession:
+    """What track() takes from a Session: signer, storage, a registry sending as the signer."""
+
+    def __init__(self) -> None:
+        self.signer = DEV
+        self.storage = FakeStore()
+        self.registry = FakeRegistry()
+        self.asked_for: list[object] = []
+
+    def registry_for(self, account: object = None) -> FakeRegistry:
+        self.asked_for.append(account)
+        return self.registry
+
+
+def test_track_with_a_session_signs_stores_the_model_and_registers(tmp_path: Path) -> None:
+    session = FakeSession()
+    with fixed_run(tmp_path, session=session) as run:
+        run.log_model(Path(__file__))
+    cert = run.certificate
+    assert cert is not None and run.signed is not None and run.registered is not None
+    assert cert.creator == DEV.address and session.asked_for == [DEV]
+    assert session.storage.paths == [Path(__file__)] and cert.model.url == "ipfs://bafyfake1"
+    assert session.storage.blobs[cert.cid] == cert.canonical_bytes()
+    assert session.registry.registrations == [cert.registration()]
+    assert run.registered.id == cert.model_id
+    # register=False only stores
+    quiet = FakeSession()
+    with fixed_run(tmp_path / "quiet", session=quiet, register=False) as run:
+        run.log_model(Path(__file__))
+    assert run.registered is None and quiet.registry.registrations == []
+    assert run.certificate is not None and run.certificate.cid in quiet.storage.blobs
+
+
+def test_publish_checks_model_files_and_data_against_the_certificate(tmp_path: Path) -> None:
+    csv = tmp_path / "train.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n5,6\n")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    run = fixed_run(tmp_path, signer=DEV)
+    run.log_dataset(csv)
+    run.log_dataset(secret, confidential=True)
+    run.log_model(model)
+    body = run.build()
+    store = FakeStore()
+    with pytest.raises(IntegrityError) as wrong:
+        publish(body, storage=store, model_files=csv)
+    assert str(wrong.value).endswith(
+        f"the certificate records {body.model.digest}: not the certified model"
+    )
+    with pytest.raises(ConfigError, match=r"^dataset 'secret.csv' is confidential: it is never"):
+        publish(body, storage=store, data=[secret])
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n9,9\n")
+    with pytest.raises(IntegrityError, match=r"other.csv is none of the certificate's public"):
+        publish(body, storage=store, data=[other])
+    assert store.paths == [] and store.blobs == {}
+    done = publish(body, storage=store, signer=DEV, model_files=model, data=[csv])
+    assert done.model_cid == "bafyfake1" and done.data_cids == {"train.csv": "bafyfake2"}
+    assert done.certificate.model.url == "ipfs://bafyfake1" and done.signed is not None
+    assert store.blobs[done.cid] == done.certificate.canonical_bytes()
+    # a signed certificate keeps its body: the model is stored, the digest unchanged
+    again = publish(done.signed, storage=FakeStore(), model_files=model)
+    assert again.certificate == done.certificate and again.model_cid == "bafyfake1"

@@ -185,7 +185,7 @@ def test_cli_errors_are_one_line(
     folder, env, summary = job
     cert = str(summary["certificate"])
     failing = tmp_path / "fail.py"
-    failing.write_text("open('out.txt', 'w').write('x')\nraise SystemExit(3)\n")
+    failing.write_text("open('out.pkl', 'w').write('x')\nraise SystemExit(3)\n")
     cases = [
         (
             ("certificate", "verify", cert),
@@ -271,3 +271,38 @@ def test_data_hash_prints_a_manifest(
     table = main("data", "hash", "--table", "t.csv", cwd=tmp_path, env=env)
     manifest = open_table(tmp_path / "t.csv").manifest()
     assert table.stdout == f"{manifest.digest}  t.csv (1 rows, root {manifest.root})\n"
+
+
+def test_run_refuses_to_overwrite_an_earlier_certificate_before_running(
+    tmp_path: Path, main: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """Before: a second `run` of the same name silently replaced the certificate.json of the
+    first (perhaps registered) model. Now it refuses before the job runs: nothing is lost."""
+    (tmp_path / "train.py").write_text(
+        "open('model.joblib', 'w').write(open('runs.txt', 'a').write('x') and 'weights')\n"
+    )
+    env = {"PROVENANCE_STATE_DIR": str(tmp_path / "state")}
+    args = ("run", "--name", "Twice", "--no-register", "--", sys.executable, "train.py")
+    first = main(*args, cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "  model      model.joblib (sha256:" in first.stdout
+    target = tmp_path / "provenance-runs" / "twice" / "certificate.json"
+    before = target.read_bytes()
+    again = main(*args, cwd=tmp_path, env=env)
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"error: {target} holds the certificate of an earlier run: pass --out-dir DIR for this "
+        "run, or --force to replace it\n"
+    )
+    assert target.read_bytes() == before and (tmp_path / "runs.txt").read_text() == "x"
+    forced = main(*args[:4], "--force", *args[4:], cwd=tmp_path, env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "runs.txt").read_text() == "xx"
+    refused = main(
+        "run", "--name", "Other", "--publish-data", "--no-store", "--", sys.executable, "train.py",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: --publish-data stores the training data: it cannot go with --no-store\n"
+    )

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from provenance.capture.runner import HOOK_DIR, certify_command, run_traced
+from provenance.capture.runner import HOOK_DIR, Traced, certify_command, run_traced
 from provenance.capture.tracker import Run
 from provenance.errors import CaptureError
+from provenance.manifest import manifest_of
 
 SCRIPT = textwrap.dedent(
     """
@@ -69,7 +70,10 @@ def test_reads_and_writes_of_every_python_process_are_traced(tmp_path: Path) -> 
     assert cert.training.entry_point is not None and cert.training.entry_point.path == "train.py"
     assert cert.training.inputs is not None
     assert [f.path for f in cert.training.inputs.files] == ["data.csv", "train.py"]
-    assert [f.path for f in cert.model.manifest.files] == [
+    # only a file with a model suffix is the model; every written file is an output
+    assert [f.path for f in cert.model.manifest.files] == ["raw.bin"]
+    assert cert.training.outputs is not None
+    assert [f.path for f in cert.training.outputs.files] == [
         "child.txt",
         "model.txt",
         "notes.txt",
@@ -127,3 +131,39 @@ def test_a_sitecustomize_of_the_job_still_runs(tmp_path: Path) -> None:
     assert [p.name for p in traced.writes] == ["site-marker.txt"]
     assert traced.entry_point is None
     assert str(HOOK_DIR) not in {str(p.parent) for p in traced.reads}
+
+
+def traced_writing(tmp_path: Path, *names: str) -> Traced:
+    folder = tmp_path / "job"
+    folder.mkdir()
+    code = "; ".join(f"open({n!r}, 'w').write('x')" for n in names)
+    return run_traced(
+        [sys.executable, "-c", code], cwd=folder, env=env(), events_file=tmp_path / "ev.jsonl"
+    )
+
+
+def test_metrics_and_logs_beside_the_model_are_not_the_model(tmp_path: Path) -> None:
+    """Before: every file written became the model, so a metrics.json joined its digest and
+    `verify model.joblib` found no registered model with that digest."""
+    traced = traced_writing(tmp_path, "model.joblib", "metrics.json", "train.log")
+    run = Run("job", output_dir=tmp_path / "out", environment=False, source_dir=tmp_path)
+    certify_command(run, traced)
+    cert = run.finish()
+    assert [f.path for f in cert.model.manifest.files] == ["model.joblib"]
+    assert cert.model.digest == manifest_of(tmp_path / "job" / "model.joblib").root
+    assert cert.warnings == ()
+
+
+def test_without_a_model_suffix_every_written_file_is_the_model_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    traced = traced_writing(tmp_path, "weights.out", "metrics.json")
+    run = Run("job", output_dir=tmp_path / "out", environment=False, source_dir=tmp_path)
+    certify_command(run, traced)
+    cert = run.finish()
+    assert [f.path for f in cert.model.manifest.files] == ["metrics.json", "weights.out"]
+    assert cert.warnings == (
+        "no file written has a model suffix (.joblib, .pkl, .pickle, .safetensors, .onnx, .pt, "
+        "...): every file written became the model (weights.out, metrics.json); pass --model "
+        "to choose",
+    )

@@ -3,6 +3,15 @@ parameters, metrics, model), and zero-code capture of a command (:mod:`.runner`)
 
 from __future__ import annotations
 
-from provenance.capture.tracker import BlobStore, ModelRegistry, Run, parse_parent, track
+from provenance.capture.publish import BlobStore, ModelRegistry, Published, publish
+from provenance.capture.tracker import Run, parse_parent, track
 
-__all__ = ["BlobStore", "ModelRegistry", "Run", "parse_parent", "track"]
+__all__ = [
+    "BlobStore",
+    "ModelRegistry",
+    "Published",
+    "Run",
+    "parse_parent",
+    "publish",
+    "track",
+]

@@ -32,6 +32,31 @@ from provenance.manifest import FileManifest, manifest_of_files
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 EVENTS_VARIABLE = "PROVENANCE_CAPTURE_EVENTS"
 CODE_SUFFIXES = (".py", ".pyi", ".pyx", ".ipynb", ".so", ".pth")
+MODEL_SUFFIXES = (
+    ".joblib",
+    ".pkl",
+    ".pickle",
+    ".safetensors",
+    ".onnx",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".npz",
+    ".npy",
+    ".h5",
+    ".hdf5",
+    ".keras",
+    ".gguf",
+    ".bin",
+    ".pb",
+    ".tflite",
+    ".mlmodel",
+    ".ubj",
+    ".cbm",
+    ".msgpack",
+)
+"""Files a command writes with these suffixes are its model (other written files, such as
+metrics or logs, are recorded as outputs but are not part of the model digest)."""
 SYSTEM_PREFIXES = ("/usr/", "/etc/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/nix/store/")
 """Files of the operating system (time zones, certificates, shared libraries) are not inputs."""
 
@@ -156,17 +181,41 @@ def _manifest(run: Run, what: str, paths: Sequence[Path], cwd: Path) -> FileMani
         return None
 
 
+def is_model_file(path: Path) -> bool:
+    """A file name that says "model weights" (see :data:`MODEL_SUFFIXES`)."""
+    return path.suffix.lower() in MODEL_SUFFIXES
+
+
+def model_files_written(run: Run, traced: Traced) -> list[Path]:
+    """The files of a traced command that are its model: those written and not read back
+    with a model suffix; when there are none, every file written (with a warning)."""
+    final = [p for p in traced.writes if p not in traced.intermediates] or list(traced.writes)
+    chosen = [p for p in final if is_model_file(p)]
+    if chosen:
+        return chosen
+    if not final:
+        raise CaptureError("the command wrote no file that could be the model; pass --model PATH")
+    names = ", ".join(display_name(p, traced.cwd) for p in final)
+    run.warn(
+        f"no file written has a model suffix ({', '.join(MODEL_SUFFIXES[:6])}, ...): every "
+        f"file written became the model ({names}); pass --model to choose"
+    )
+    return final
+
+
 def certify_command(
     run: Run,
     traced: Traced,
     *,
     model: Sequence[Path] = (),
     data: Sequence[Path] | None = None,
+    store_data: bool = False,
 ) -> None:
     """Fill ``run`` from a traced command: command, entry point, exit code, times, the files
-    read and written; the model (``model`` paths, else every file written and not read back)
-    and the datasets (``data`` paths, else every file read, including those the job wrote
-    first, that is not code or the entry point)."""
+    read and written; the model (``model`` paths, else the model files written, see
+    :func:`model_files_written`) and the datasets (``data`` paths, else every file read,
+    including those the job wrote first, that is not code or the entry point; stored when
+    ``store_data``)."""
     cwd = traced.cwd
     for problem in traced.problems:
         run.warn(problem)
@@ -192,11 +241,8 @@ def certify_command(
             run.log_model(model[0])
         else:
             run.log_model_files({display_name(p, cwd): p for p in model})
-    elif traced.writes:
-        final = [p for p in traced.writes if p not in traced.intermediates] or traced.writes
-        run.log_model_files({display_name(p, cwd): p for p in final})
     else:
-        raise CaptureError("the command wrote no file that could be the model; pass --model PATH")
+        run.log_model_files({display_name(p, cwd): p for p in model_files_written(run, traced)})
     if data is None:
         data = [
             p
@@ -205,6 +251,8 @@ def certify_command(
         ]
     for path in data:
         try:
-            run.log_dataset(path, role="train", name=display_name(path, cwd))
+            run.log_dataset(path, role="train", name=display_name(path, cwd), store=store_data)
         except ProvenanceError as exc:
+            if store_data:
+                raise  # storing was asked for: its failure is an error, not a capture warning
             run.warn(f"dataset {display_name(path, cwd)} not recorded: {exc}")

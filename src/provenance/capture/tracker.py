@@ -1,21 +1,23 @@
 """The capture API for training code.
 
-    with provenance.track("Model Beta", parents=[(alpha_id, "fine-tune")],
-                          output_dir=Path("runs/beta"), signer=account,
-                          storage=store, registry=registry) as run:
+    with provenance.connect() as session, provenance.track(
+        "Model Beta", parents=[(alpha_id, "fine-tune")], output_dir=Path("runs/beta"),
+        session=session,
+    ) as run:
         X = run.step(drop_outliers)(raw, z=3.0)          # or @run.step
         run.log_dataset("train.csv", role="train", subset=train_positions)
         run.log_params(C=1.0); run.log_seeds(numpy=0); run.log_metrics(accuracy=0.97)
         run.log_model(pipeline)
     run.certificate, run.signed, run.cid, run.registered, run.path
 
-On a clean exit the certificate is built; then, each only when its dependency was given, the
-model, data and certificate are stored (``storage``: anything with ``put_bytes`` / ``put_path``,
-e.g. :class:`~provenance.storage.LocalStore` or :class:`~provenance.storage.Kubo`), the
-certificate is signed (``signer``: an eth-account ``LocalAccount``), written to
-``output_dir/certificate.json`` and registered on chain (``registry``: a
-:class:`~provenance.chain.registry.Registry` that can send) with the signer as registrant (when
-the registry sends as another account, it relays the signer's EIP-712 registration). If the block raises, nothing is
+A :class:`Run` only accumulates and builds. On a clean exit the certificate is built and handed
+to :func:`~provenance.capture.publish.publish`, which stores the model and the certificate,
+signs it, writes ``output_dir/certificate.json`` and registers it, each when its client is
+there: with ``session=`` (:func:`provenance.connect`) its signer, storage and a registry sending
+as the signer (``register=False`` to only store); else what is passed as ``signer`` (an
+eth-account ``LocalAccount``), ``storage`` (anything with ``put_bytes`` / ``put_path``) and
+``registry`` (a :class:`~provenance.chain.registry.Registry` that can send; refused without
+storage, as nobody could fetch the certificate it anchors). If the block raises, nothing is
 built and the exception propagates.
 
 Capture must not break the job: a failure to capture something (hash an input, read git, list
@@ -27,21 +29,22 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib.metadata
 import inspect
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from pydantic import JsonValue, TypeAdapter, ValidationError
+from pydantic import JsonValue
 
 from provenance.capture import sklearn as sk
 from provenance.capture.environment import capture_environment
 from provenance.capture.git import git_state
+from provenance.capture.publish import NO_STORAGE, BlobStore, ModelFiles, ModelRegistry, publish
+from provenance.capture.selection import as_selection, positions_of
+from provenance.capture.steps import imported_packages, library_versions, source_digest
 from provenance.capture.values import data_ref, is_data, opaque, split_values, value_ref
 from provenance.certificate import (
     Attachment,
@@ -59,17 +62,14 @@ from provenance.certificate import (
     TrainingData,
     ValueRef,
     parse_relation,
-    sign_certificate,
     timestamp,
-    to_json,
 )
-from provenance.errors import CaptureError, CertificateError, IntegrityError, ProvenanceError
+from provenance.errors import CaptureError, CertificateError, ConfigError, ProvenanceError
 from provenance.hashing import format_digest, sha256
 from provenance.manifest import (
     DatasetOpening,
     DatasetRecord,
     FileManifest,
-    Selection,
     SubsetOf,
     TableManifest,
     dataset_record,
@@ -78,32 +78,14 @@ from provenance.manifest import (
     open_table,
     subset_of,
 )
-from provenance.registration import Registration, Relation
+from provenance.registration import Relation
 
 if TYPE_CHECKING:
     from provenance.chain.registry import Registered
+    from provenance.session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class BlobStore(Protocol):
-    """What capture needs of a storage backend (:class:`provenance.storage.Storage` has it)."""
-
-    def put_bytes(self, data: bytes, *, pin: bool = True, confidential: bool = False) -> str: ...
-
-    def put_path(self, path: Path, *, pin: bool = True, confidential: bool = False) -> str: ...
-
-
-class ModelRegistry(Protocol):
-    """What capture needs of the chain (:class:`provenance.chain.registry.Registry` has it)."""
-
-    @property
-    def sender(self) -> str | None: ...
-
-    def register(self, registration: Registration) -> Registered: ...
-
-    def register_signed(self, account: Signer, registration: Registration) -> Registered: ...
 
 
 ParentSpec = ParentLink | tuple[bytes | str, str] | tuple[bytes | str, str, str | None] | str
@@ -138,96 +120,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-_DISTRIBUTIONS: dict[str, list[str]] | None = None
-
-
-def _imported_packages(fn: Callable[..., Any]) -> frozenset[str]:
-    """The top-level packages the module of ``fn`` imported (as modules, or names imported
-    from them), less the standard library: cheap, taken when a step runs."""
-    namespace = getattr(inspect.unwrap(fn), "__globals__", None)
-    if not isinstance(namespace, dict):
-        module = sys.modules.get(getattr(fn, "__module__", None) or "")
-        namespace = vars(module) if module is not None else {}
-    tops: set[str] = set()
-    for value in list(namespace.values()):
-        if isinstance(value, ModuleType):
-            tops.add(value.__name__.partition(".")[0])
-        else:
-            owner = getattr(value, "__module__", None)
-            if isinstance(owner, str):
-                tops.add(owner.partition(".")[0])
-    return frozenset(tops - set(sys.stdlib_module_names) - {"builtins", "__main__"})
-
-
-def _library_versions(tops: Iterable[str]) -> dict[str, str]:
-    """Versions of the installed distributions providing these top-level packages (resolved
-    when the certificate is built, not while the job runs)."""
-    global _DISTRIBUTIONS
-    if _DISTRIBUTIONS is None:
-        _DISTRIBUTIONS = dict(importlib.metadata.packages_distributions())
-    found: dict[str, str] = {}
-    for top in sorted(tops):
-        for dist in _DISTRIBUTIONS.get(top, []):
-            try:
-                found[dist.lower()] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return dict(sorted(found.items()))
-
-
-def _source_digest(fn: Callable[..., Any]) -> str | None:
-    target = inspect.unwrap(fn)
-    try:
-        return format_digest(sha256(inspect.getsource(target).encode()))
-    except (OSError, TypeError):
-        code = getattr(target, "__code__", None)
-        if code is None:
-            return None
-        return format_digest(sha256(code.co_code + repr(code.co_consts).encode()))
-
-
-_SELECTION: TypeAdapter[Selection] = TypeAdapter(Selection)
-
-
-def as_selection(subset: object) -> Selection:
-    """A selection from a Selection, a dict spec, a filter expression (str), or row positions
-    (a sequence of ints, a numpy array, a pandas Index)."""
-    from provenance.manifest import FilterSelection, IndexSelection, SampleSelection
-
-    if isinstance(subset, IndexSelection | FilterSelection | SampleSelection):
-        return subset
-    if isinstance(subset, str):
-        return FilterSelection(expression=subset)
-    if isinstance(subset, Mapping):
-        try:
-            return _SELECTION.validate_python(dict(subset))
-        except ValidationError as exc:
-            raise CertificateError(f"bad subset spec: {exc.errors()[0]['msg']}") from None
-    try:
-        return IndexSelection.of(list(subset))  # type: ignore[call-overload]
-    except TypeError:
-        raise CertificateError(
-            f"a subset is a selection, a filter expression or row positions, not {type(subset).__qualname__}"
-        ) from None
-
-
-def _positions(data: object, subset: object) -> object:
-    """A pandas Index (or Series' index) selecting rows of a DataFrame holds labels: turn them
-    into positions of ``data``; anything else passes through."""
-    module = type(subset).__module__
-    if not module.startswith("pandas") or not type(data).__module__.startswith("pandas"):
-        return subset
-    import pandas as pd
-
-    labels = subset.index if isinstance(subset, pd.Series | pd.DataFrame) else subset
-    if not isinstance(labels, pd.Index) or not isinstance(data, pd.DataFrame | pd.Series):
-        return subset
-    positions = data.index.get_indexer(labels)
-    if (positions < 0).any():
-        raise CertificateError("the subset names rows that are not in the dataset's index")
-    return [int(p) for p in positions]
-
-
 class Run:
     """One training run being captured; see the module docstring."""
 
@@ -240,6 +132,8 @@ class Run:
         signer: Signer | None = None,
         storage: BlobStore | None = None,
         registry: ModelRegistry | None = None,
+        session: Session | None = None,
+        register: bool = True,
         payload: JsonValue = None,
         source_dir: Path | None = None,
         environment: bool = True,
@@ -256,6 +150,10 @@ class Run:
         self.signer = signer
         self.storage = storage
         self.registry = registry
+        self.session = session
+        self.register = register
+        if registry is not None and storage is None and session is None:
+            raise ConfigError(NO_STORAGE)
         self.payload = payload
         self.source_dir = source_dir
         self.capture_env = environment
@@ -283,6 +181,7 @@ class Run:
         self.started_at: str | None = None
         self.ended_at: str | None = None
         self.model: ModelArtifact | None = None
+        self.model_files: ModelFiles | None = None
 
         self.certificate: Certificate | None = None
         self.signed: SignedCertificate | None = None
@@ -396,7 +295,7 @@ class Run:
                 self.warn(f"step {qualname}: output {key} not digested: {exc}")
         step = Step(
             name=qualname,
-            source_digest=_source_digest(fn),
+            source_digest=source_digest(fn),
             arguments=plain,
             opaque_arguments=other,
             inputs=tuple(inputs),
@@ -404,13 +303,13 @@ class Run:
             started_at=started,
             duration_s=duration,
         )
-        self._steps.append((step, _imported_packages(fn)))
+        self._steps.append((step, imported_packages(fn)))
 
     @property
     def steps(self) -> tuple[Step, ...]:
         """The step calls recorded so far, in the order they returned."""
         return tuple(
-            step.model_copy(update={"libraries": _library_versions(tops)})
+            step.model_copy(update={"libraries": library_versions(tops)})
             for step, tops in self._steps
         )
 
@@ -452,7 +351,7 @@ class Run:
         if tabular:
             table = open_table(data, format=format, delimiter=delimiter, header=header)  # type: ignore[arg-type]
             if subset is not None:
-                result = subset_of(table, as_selection(_positions(data, subset)))
+                result = subset_of(table, as_selection(positions_of(data, subset)))
                 manifest, subset_record = result.manifest, result.subset
             else:
                 manifest = table.manifest()
@@ -469,9 +368,8 @@ class Run:
                 raise CertificateError(
                     f"dataset {label}: only files can be stored, not a {type(data).__qualname__}"
                 )
-            if self.storage is not None:
-                url = "ipfs://" + self.storage.put_path(path)
-                self.data_url = self.data_url or url
+            url = "ipfs://" + self._require_storage(f"storing dataset {label}").put_path(path)
+            self.data_url = self.data_url or url
         record, opening = dataset_record(
             label, manifest, role=role, subset=subset_record, url=url, confidential=confidential
         )
@@ -527,30 +425,32 @@ class Run:
                 "path, or a scikit-learn estimator"
             )
         manifest = manifest_of(location)
-        url = "ipfs://" + self.storage.put_path(location) if self.storage is not None else None
         self.model = ModelArtifact(
             digest=manifest.root,
             manifest=manifest,
             format=fmt,
             framework=framework,
             estimator=estimator,
-            url=url,
         )
+        self.model_files = location
         return self.model
 
     def log_model_files(self, files: Mapping[str, Path]) -> ModelArtifact:
-        """The model as several named files (e.g. every file a command wrote); not stored."""
+        """The model as several named files (e.g. the model files a command wrote); stored
+        when it is one file."""
         if self.model is not None:
             raise CertificateError("log_model was already called in this run")
         manifest = manifest_of_files(files)
         self.model = ModelArtifact(digest=manifest.root, manifest=manifest, format="files")
+        self.model_files = dict(files) if len(files) == 1 else None
         return self.model
 
     def attach(
         self, name: str, data: bytes, media_type: str = "application/octet-stream"
     ) -> Attachment:
         """A large part kept outside the body (stored when there is storage), by digest."""
-        url = "ipfs://" + self.storage.put_bytes(data) if self.storage is not None else None
+        store = self._storage()
+        url = "ipfs://" + store.put_bytes(data) if store is not None else None
         attachment = Attachment(
             name=name,
             digest=format_digest(sha256(data)),
@@ -605,7 +505,7 @@ class Run:
         certificate = Certificate(
             model_name=self.name,
             created_at=timestamp(self.clock()),
-            creator=str(self.signer.address) if self.signer is not None else None,
+            creator=str(signer.address) if (signer := self._signer()) is not None else None,
             parents=self.parents,
             model=self.model,
             data=TrainingData.of(tuple(self.datasets), url=self.data_url),
@@ -633,56 +533,55 @@ class Run:
         return certificate
 
     def finish(self) -> Certificate:
-        """Build, store, sign, write and register (each when configured); see the module doc."""
+        """Build the certificate, then :func:`~provenance.capture.publish.publish` it: store,
+        sign, write and register, each when configured (see the module doc)."""
         if self.ended_at is None:
             self.ended_at = timestamp(self.clock())
         certificate = self.build()
-        signed = sign_certificate(certificate, self.signer) if self.signer is not None else None
-        if signed is not None:
-            certificate = signed.certificate
-        if self.storage is not None:
-            cid = self.storage.put_bytes(certificate.canonical_bytes())
-            if cid != certificate.cid:
-                raise IntegrityError(
-                    f"storage returned CID {cid} for the certificate, expected {certificate.cid}"
-                )
-            self.cid = cid
-            if signed is not None:
-                self.envelope_cid = self.storage.put_bytes(to_json(signed).encode())
-        else:
-            self.cid = certificate.cid
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        storage = self._storage()
+        registry = self.registry
+        if registry is None and self.session is not None and self.register:
+            registry = self.session.registry_for(self._signer())  # type: ignore[arg-type]
         self.path = self.output_dir / "certificate.json"
-        self.path.write_text(to_json(signed or certificate), encoding="utf-8")
-        self.certificate, self.signed = certificate, signed
-        if self.registry is not None:
-            self.registered = self._register(self.registry, certificate)
-        return certificate
+        done = publish(
+            certificate,
+            signer=self._signer(),
+            storage=storage,
+            registry=registry,
+            model_files=self.model_files if storage is not None else None,
+            path=self.path,
+            acknowledge_revoked_parents=self.acknowledge_revoked_parents,
+        )
+        self.certificate, self.signed, self.registered = done.certificate, done.signed, None
+        self.cid, self.envelope_cid = done.cid, done.envelope_cid
+        self.registered = done.registered
+        return done.certificate
 
-    def _register(self, registry: ModelRegistry, certificate: Certificate) -> Registered:
-        """Register with the signer as registrant: the id binds the registrant, and a verifier
-        accepts only the creator's registration. When the registry sends as another account,
-        the signer signs the registration and the registry relays it (``registerFor``)."""
-        registration = certificate.registration(self.acknowledge_revoked_parents)
-        signer = self.signer
-        sender = registry.sender
-        if signer is not None and (sender or "").lower() != str(signer.address).lower():
-            done = registry.register_signed(signer, registration)
-        else:
-            done = registry.register(registration)
-        expected = registration.model_id_for(certificate.creator or done.registrant)
-        if done.id != expected:
-            raise IntegrityError(
-                f"the registry returned id 0x{done.id.hex()}, the certificate derives "
-                f"0x{expected.hex()}"
-            )
-        return done
+    # -- clients ------------------------------------------------------------------------------
+
+    def _signer(self) -> Signer | None:
+        if self.signer is None and self.session is not None:
+            self.signer = self.session.signer
+        return self.signer
+
+    def _storage(self) -> BlobStore | None:
+        """The storage given, else the session's."""
+        if self.storage is None and self.session is not None:
+            self.storage = self.session.storage
+        return self.storage
+
+    def _require_storage(self, needed_for: str) -> BlobStore:
+        store = self._storage()
+        if store is None:
+            raise ConfigError(f"{needed_for} needs storage: pass session= or storage= to track()")
+        return store
 
 
-def track(name: str, **options: Any) -> Run:
-    """Start capturing a training run: ``with track("Model Beta", parents=[...]) as run:``.
-    Options are those of :class:`Run`."""
-    return Run(name, **options)
+def track(name: str, session: Session | None = None, **options: Any) -> Run:
+    """Start capturing a training run: ``with track("Model Beta", session=session) as run:``
+    (``session`` from :func:`provenance.connect`: sign, store and register on exit). Options
+    are those of :class:`Run`."""
+    return Run(name, session=session, **options)
 
 
 def subset_from(table_source: object, subset: object) -> tuple[TableManifest, SubsetOf]:

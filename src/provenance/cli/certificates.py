@@ -97,7 +97,9 @@ def run(
     model: Annotated[
         list[Path] | None,
         typer.Option(
-            "--model", help="The model file or folder (repeatable); default: every file written."
+            "--model",
+            help="The model file or folder (repeatable); default: the model files written "
+            "(.joblib, .pkl, .safetensors, .onnx, .pt, ...).",
         ),
     ] = None,
     data: Annotated[
@@ -112,6 +114,10 @@ def run(
             "--out-dir", help="Where certificate.json goes (default provenance-runs/<name>)."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the certificate.json of an earlier run there."),
+    ] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="A capture failure is an error, not a warning.")
     ] = False,
@@ -129,6 +135,10 @@ def run(
             help="Store model and certificate in IPFS (default: when registering).",
         ),
     ] = None,
+    publish_data: Annotated[
+        bool,
+        typer.Option("--publish-data", help="Store the (public) training data in IPFS too."),
+    ] = False,
     keystore: Annotated[
         Path | None,
         typer.Option(help="Encrypted keyfile JSON of the creator (else PROVENANCE_KEYSTORE)."),
@@ -150,36 +160,33 @@ def run(
     from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
     from provenance.capture.runner import certify_command, run_traced
     from provenance.capture.tracker import Run, parse_parent, slug
+    from provenance.session import Session
 
     config = _config()
     parents = [parse_parent(p) for p in parent or []]
-    registering = _registry_configured(config) if register is None else register
-    storing = registering if store is None else store
-    account = None
-    registry = None
-    storage = None
-    if registering:
-        from provenance.cli.registry import open_registry
-
-        registry = open_registry(config, (keystore, password_file))
-        assert registry.transactor is not None
-        account = registry.transactor.account
-    elif keystore or config.chain.keystore:
-        from provenance.chain.keys import load_keystore
-
-        path = keystore or config.chain.keystore
-        assert path is not None
-        account = load_keystore(path, password(password_file))
-    if storing:
-        from provenance.storage import open_storage
-
-        storage = open_storage(config)
-    variables = {k: os.environ[k] for k in REPRODUCIBILITY_VARIABLES if k in os.environ}
     cwd = Path.cwd()
+    output_dir = out_dir or cwd / "provenance-runs" / slug(name)
+    target = output_dir / "certificate.json"
+    if target.exists() and not force:
+        raise ConfigError(
+            f"{target} holds the certificate of an earlier run: pass --out-dir DIR for this "
+            "run, or --force to replace it"
+        )
+    registering = _registry_configured(config) if register is None else register
+    storing = (registering or publish_data) if store is None else store
+    if publish_data and not storing:
+        raise ConfigError("--publish-data stores the training data: it cannot go with --no-store")
+    session = Session(config, keystore=keystore, password=lambda: password(password_file))
+    account = None
+    if registering or keystore or config.chain.keystore:
+        account = session.signer
+    registry = session.registry_for(account) if registering else None
+    storage = session.storage if storing else None
+    variables = {k: os.environ[k] for k in REPRODUCIBILITY_VARIABLES if k in os.environ}
     capture = Run(
         name,
         parents=parents,
-        output_dir=out_dir or cwd / "provenance-runs" / slug(name),
+        output_dir=output_dir,
         signer=account,
         storage=storage,
         registry=registry,
@@ -195,21 +202,25 @@ def run(
     failed = traced.exit_code != 0
     if failed:
         capture.storage = capture.registry = None
-    certify_command(capture, traced, model=model or (), data=data)
-    try:
+    with session:
+        certify_command(
+            capture, traced, model=model or (), data=data, store_data=publish_data and not failed
+        )
         certificate = capture.finish()
-    finally:
-        if storage is not None:
-            storage.close()
+    model_files = [f.path for f in certificate.model.manifest.files]
+    data_urls = [d.url for d in certificate.data.datasets if d.url is not None]
     summary = {
         "certificate": str(capture.path),
         "certificate_digest": certificate.digest_text,
         "cid": capture.cid,
         "model_id": _model_id(certificate),
         "model_digest": certificate.model.digest,
+        "model_files": model_files,
         "data_commitment": certificate.data.commitment,
         "signed_by": certificate.creator,
         "stored": capture.storage is not None,
+        "storage": session.storage_kind if capture.storage is not None else None,
+        "data_urls": data_urls,
         "registered": capture.registered is not None,
         "transaction": capture.registered.transaction if capture.registered else None,
         "exit_code": traced.exit_code,
@@ -228,6 +239,19 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
+        out.print(
+            f"  model      {shown(', '.join(model_files))} ({certificate.model.digest})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if capture.storage is not None:
+            out.print(
+                f"  stored     ipfs://{capture.cid} ({summary['storage']})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for url in data_urls:
+            out.print(f"  data       {url}", highlight=False, soft_wrap=True)
         if certificate.creator is None:
             out.print(
                 "  unsigned   (no --keystore, not registering)", highlight=False, soft_wrap=True

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from provenance.chain.registry import Registry
     from provenance.config import Config
     from provenance.registration import Registration
+    from provenance.session import Session
 
 from provenance.cli._common import config as _config
 from provenance.cli._common import out, say, shown, signer
@@ -162,28 +163,45 @@ def register(
     acknowledge_revoked_parents: Annotated[
         bool, typer.Option(help="Accept parents that are already revoked (recorded on chain).")
     ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Store the certificate in IPFS first, so the model can be verified by id.",
+        ),
+    ] = True,
     keystore: Keystore = None,
     password_file: PasswordFile = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a model's birth certificate on chain (idempotent for the same registrant).
+    """Store a model's birth certificate in IPFS and register it on chain (idempotent for the
+    same registrant).
 
     The model id binds its registrant, and verifiers accept only the creator's registration:
     a certificate that names a creator is registered with the creator's keystore only."""
+    from provenance.cli._common import password
+    from provenance.session import Session
+
     registration, document = certificate_registration(certificate, acknowledge_revoked_parents)
-    registry = open_registry(_config(), (keystore, password_file))
-    creator = certificate_creator(document, certificate)
-    if creator is not None and creator.lower() != (registry.sender or "").lower():
-        raise ConfigError(
-            f"certificate {certificate} names creator {creator} but the sender is "
-            f"{registry.sender}: register it with the creator's keystore (--keystore or "
-            "PROVENANCE_KEYSTORE), so the model id binds the creator"
-        )
-    done = registry.register(registration)
+    session = Session(_config(), keystore=keystore, password=lambda: password(password_file))
+    with session:
+        registry = session.registry_for()
+        creator = certificate_creator(document, certificate)
+        if creator is not None and creator.lower() != (registry.sender or "").lower():
+            raise ConfigError(
+                f"certificate {certificate} names creator {creator} but the sender is "
+                f"{registry.sender}: register it with the creator's keystore (--keystore or "
+                "PROVENANCE_KEYSTORE), so the model id binds the creator"
+            )
+        cids = _publish_certificate(session, document, certificate) if publish else None
+        done = registry.register(registration)
     result = {
         "id": _hex(done.id),
         "registrant": done.registrant,
         "certificate_digest": "sha256:" + registration.certificate_digest.hex(),
+        "cid": cids[0] if cids else None,
+        "envelope_cid": cids[1] if cids else None,
+        "storage": session.storage_kind if cids else None,
         "transaction": done.transaction,
         "block": done.block,
         "already_registered": done.already,
@@ -192,10 +210,49 @@ def register(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    if cids is not None:
+        say(f"stored the certificate: ipfs://{cids[0]} ({session.storage_kind})")
     if done.already:
         say(f"already registered by {done.registrant}: {result['id']}")
     else:
         say(f"registered {result['id']} in block {done.block} (tx {done.transaction})")
+    if cids is None:
+        out.print(
+            "[yellow]not stored:[/] the model can be verified by id only once the certificate "
+            f"is in IPFS (`provenance publish {shown(certificate)}`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _publish_certificate(
+    session: Session, document: dict[str, Any], path: Path
+) -> tuple[str, str | None]:
+    """Store a certificate before it is registered (the body's CID, the envelope's); an error
+    that says why not, and that nothing was registered, when it cannot be stored."""
+    from provenance.capture.publish import publish
+    from provenance.certificate import parse_certificate, raw_block_cid
+
+    try:
+        if "version" in document or "certificate" in document:
+            done = publish(
+                parse_certificate(document, f"certificate {path}"),
+                storage=session.storage,
+                register=False,
+            )
+            return done.cid, done.envelope_cid
+        cid = session.storage.put_bytes(rfc8785.dumps(document))
+        expected = raw_block_cid(hashlib.sha256(rfc8785.dumps(document)).digest())
+        if cid != expected:
+            raise ConfigError(
+                f"storage returned CID {cid} for the certificate, expected {expected}"
+            )
+        return cid, None
+    except ProvenanceError as exc:
+        raise ConfigError(
+            f"not registered: the certificate could not be stored, so nobody could verify the "
+            f"model by its id ({exc}); --no-publish registers it anyway"
+        ) from exc
 
 
 @app.command()
