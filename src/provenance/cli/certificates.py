@@ -171,9 +171,12 @@ def run(
         assert path is not None
         account = load_keystore(path, password(password_file))
     if storing:
+        from provenance.cli._common import tools
+        from provenance.stack import Stack
         from provenance.storage import open_storage
 
-        storage = open_storage(config)
+        # the stack's kubo, as verify and serve find it (issue 15, journey 1)
+        storage = open_storage(config, stack_runs_kubo=Stack(config, tools()).is_running("ipfs"))
     variables = {k: os.environ[k] for k in REPRODUCIBILITY_VARIABLES if k in os.environ}
     cwd = Path.cwd()
     capture = Run(
