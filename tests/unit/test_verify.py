@@ -633,13 +633,13 @@ def test_the_policy_comes_from_config_and_flags_only(tmp_path: Path) -> None:
     assert policy_from_config(config, chain_id=6).registrants == {ALICE.address}
 
 
-def _receipt(chain_id: int, contract: str) -> Any:
+def _receipt(chain_id: int, contract: str, output_digest: bytes = b"\x04" * 32) -> Any:
     from eth_account.messages import encode_typed_data
 
     from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
 
     node = Account.create()
-    record = OutputRecord(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 0, 1)
+    record = OutputRecord(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, output_digest, 0, 1)
     batch = Batch.of_one(record)
     typed = batch_typed_data(batch, chain_id, contract)
     signature = bytes(node.sign_message(encode_typed_data(full_message=typed)).signature)
@@ -733,7 +733,7 @@ def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(json.dumps(_receipt(31337, trusted).to_json()))
     result = subprocess.run(
         [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json", "--offline",
-         "--attestor", trusted],
+         "--attestor", trusted, "--receipt-only"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -745,6 +745,56 @@ def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
         "the model was checked"
     )
     assert "verified: every required check passed" not in result.stdout
+
+
+NO_OUTPUT = (
+    "no output was checked: the receipt alone shows that some output was attested, not which; "
+    "give the output (--output FILE, or the /predict answer, which carries its predictions), "
+    "or --receipt-only to check the receipt alone"
+)
+
+
+def test_verify_output_of_a_bare_receipt_without_its_output_fails(tmp_path: Path) -> None:
+    """Issue 15: `verify-output receipt.json` exited 0 having checked no output at all."""
+    import subprocess
+    import sys
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    receipt = _receipt(31337, trusted, hashlib.sha256(b"out").digest())
+    (tmp_path / "r.json").write_text(json.dumps(receipt.to_json()))
+    command = [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json",
+               "--offline", "--attestor", trusted]  # fmt: skip
+
+    def run(*more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *more], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    bare = run()
+    assert bare.returncode == 1, bare.stdout + bare.stderr
+    assert bare.stderr == f"error: receipt-output: {NO_OUTPUT}\n"
+    assert bare.stdout.splitlines()[-1].startswith("NOT verified: 1 required check(s) failed")
+    assert run("--receipt-only").returncode == 0
+    (tmp_path / "y").write_bytes(b"out")  # _receipt's output
+    with_output = run("--output", "y")
+    assert with_output.returncode == 0, with_output.stdout + with_output.stderr
+    assert "the output match(es) its digests" in with_output.stdout
+
+
+def test_the_verifier_requires_the_output_only_when_asked() -> None:
+    from provenance.verify import Policy, Verifier
+
+    trusted = "0x" + "aa" * 20
+    policy = Policy(chain_id=31337, registry="0x" + "11" * 20, attestor=trusted)
+    offline = Verifier(policy, registry=None, storage=None)
+    receipt = _receipt(31337, to_checksum_address(trusted), hashlib.sha256(b"out").digest())
+    assert offline.receipt(receipt).ok
+    required = offline.receipt(receipt, require_output=True)
+    assert not required.ok
+    assert statuses(required)[-1] == ("receipt-output", "fail")
+    first = required.first_failure()
+    assert first is not None and first.detail == NO_OUTPUT
+    assert offline.receipt(receipt, output=b"out", require_output=True).ok
 
 
 def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:

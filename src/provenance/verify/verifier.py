@@ -291,13 +291,39 @@ class Verifier:
         output: bytes | None = None,
         *,
         target: str | None = None,
+        require_output: bool = False,
     ) -> Report:
         """An output receipt (a file, its JSON, a :class:`Receipt`, or a ``/predict`` answer of
         ``provenance serve`` whose predictions are then the output checked): see
         :mod:`provenance.verify.receipt`; then the model's own checks. The chain is read only
         on the policy's chain, attestor and registry. ``target`` names it in the report (default:
-        the file, or "receipt")."""
+        the file, or "receipt").
+
+        A bare receipt shows that *some* output was attested, not which: with
+        ``require_output``, a receipt checked without its output fails ``receipt-output``
+        (last, after every other check)."""
         target, receipt, output = self._load_receipt(path_or_receipt, output, target)
+        report = self._receipt(path_or_receipt, target, receipt, input, output)
+        if not require_output or output is not None or isinstance(receipt, str):
+            return report
+        c = Checks(report.checks[0].subject if report.checks else target)
+        c.fail(
+            CheckName.RECEIPT_OUTPUT,
+            "no output was checked: the receipt alone shows that some output was attested, not "
+            "which; give the output (--output FILE, or the /predict answer, which carries its "
+            "predictions), or --receipt-only to check the receipt alone",
+            ConfigError,
+        )
+        return Report(report.target, report.kind, report.model_id, (*report.checks, *c.items))
+
+    def _receipt(
+        self,
+        path_or_receipt: Path | str | Receipt | Mapping[str, Any],
+        target: str,
+        receipt: Receipt | str,
+        input: bytes | None,
+        output: bytes | None,
+    ) -> Report:
         c = Checks(target if not isinstance(path_or_receipt, Receipt) else "receipt")
         if isinstance(receipt, str):
             c.fail(CheckName.RECEIPT, receipt, IntegrityError)
