@@ -109,7 +109,9 @@ def test_a_model_made_by_provenance_run_is_served_and_its_answer_verifies(
     (auditor / "answer.json").write_text(answer.text, encoding="utf-8")
     checked = journey.ok("verify-output", "answer.json", cwd=auditor)
     assert "verified: every required check passed" in checked.stdout
-    # the same answer given to `verify` is verified as an output, not taken for a model file
-    verified = journey.ok("verify", "answer.json", cwd=auditor)
-    assert "verify answer.json (receipt)" in verified.stdout
+    # the same answer given to `verify` (saved as `curl -o answer` would, with no suffix) is
+    # verified as an output, not taken for a model file
+    (auditor / "answer").write_text(answer.text, encoding="utf-8")
+    verified = journey.ok("verify", "answer", cwd=auditor)
+    assert "verify answer (receipt)" in verified.stdout
     assert "verified: every required check passed" in verified.stdout

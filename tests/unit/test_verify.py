@@ -833,3 +833,49 @@ def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
         f"the registry client reads {FakeRegistry.address}, the trusted ModelRegistry is "
         f"{to_checksum_address(other.registry or '')}"
     )
+
+
+# -- what `provenance verify FILE` takes a file for (issue 15: an answer taken for a model) ----
+
+
+ANSWER = {
+    "predictions": [0, 1],
+    "model_id": "0x" + "01" * 32,
+    "model_digest": "sha256:" + "02" * 32,
+    "sequence": 0,
+    "input_digest": "sha256:" + "03" * 32,
+    "output_digest": "sha256:" + "04" * 32,
+    "receipt_url": "/receipts/0",
+    "receipt": None,
+}
+
+
+@pytest.mark.parametrize("name", ["answer.json", "answer", "answer.txt", "prediction.out"])
+def test_a_predict_answer_is_recognised_by_content_whatever_its_name(
+    tmp_path: Path, name: str
+) -> None:
+    from provenance.verify.verifier import document_kind, json_document
+
+    path = tmp_path / name
+    path.write_text("\n  " + json.dumps(ANSWER))
+    assert document_kind(json_document(path)) == "receipt"
+
+
+def test_receipts_pending_answers_and_certificates_are_told_apart(tmp_path: Path) -> None:
+    from provenance.verify.verifier import document_kind, json_document
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    assert document_kind(_receipt(31337, trusted).to_json()) == "receipt"
+    pending = {"status": "pending", "sequence": 3, "detail": "not anchored yet"}
+    assert document_kind(pending) == "pending"
+    assert document_kind({"version": 1, "model": {}, "data": {}}) == "certificate"
+    assert document_kind({"certificate": {}, "signature": "0x"}) == "certificate"
+    assert document_kind({"accuracy": 0.9}) is None
+    assert document_kind([1, 2]) is None
+    # model files stay model files: a pickle, broken JSON, a folder
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x05{" + b"\x00" * 100)
+    (tmp_path / "broken.json").write_text('{"predictions": [')
+    assert json_document(tmp_path / "model.pkl") is None
+    assert json_document(tmp_path / "broken.json") is None
+    assert json_document(tmp_path) is None
+    assert json_document(tmp_path / "missing") is None
