@@ -77,6 +77,11 @@ def test_a_model_made_by_provenance_run_is_served_and_its_answer_verifies(
     summary = json.loads(ran.stdout)
     assert summary["registered"] and summary["stored"], summary
     model_id = summary["model_id"]
+    # show and tree name it, from its certificate in the stack's IPFS, with readable times
+    shown = json.loads(journey.ok("show", model_id, "--json", cwd=trainer).stdout)
+    assert shown["name"] == "Served Model" and shown["registered_at_utc"].endswith("Z")
+    family = json.loads(journey.ok("tree", model_id, "--format", "json", cwd=trainer).stdout)
+    assert family["nodes"][0]["name"] == "Served Model"
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
