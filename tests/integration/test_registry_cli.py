@@ -173,3 +173,47 @@ def test_cli_errors_are_one_line(stack: Stack, cli_env: dict[str, str], tmp_path
         result = run_cli(*args, env=cli_env)
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         assert result.stderr.strip() == message
+
+
+def test_an_auditor_with_only_a_gateway_sees_names_and_reasons(
+    stack: Stack, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`show` and `tree` read certificates and reasons through an `[ipfs] gateway` when that
+    is all an auditor has (no kubo API, no deployment file)."""
+    from provenance.chain.deploy import Deployment
+
+    path = certificate(tmp_path, "Gateway Gamma")
+    gamma = cli_json(cli_env, "register", str(path))
+    body = load_certificate(path)
+    assert isinstance(body, Certificate)
+    with Kubo(stack.config.ipfs.api) as kubo:
+        kubo.put_bytes(body.canonical_bytes())
+    done = run_cli("revoke", str(gamma["id"]), "--reason", "leaked labels", "--yes", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    deployment = Deployment.read(stack.config.deployment_file)
+    assert deployment is not None
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    (auditor / "provenance.toml").write_text(
+        f"""state_dir = "state"
+
+[chain]
+rpc_url = "{stack.config.chain.rpc_url}"
+
+[chain.contracts]
+ModelRegistry = "{deployment.contracts["ModelRegistry"].address}"
+
+[ipfs]
+gateway = "{stack.config.ipfs.gateway}"
+""",
+        encoding="utf-8",
+    )
+    env = {**cli_env, "PROVENANCE_CONFIG": str(auditor / "provenance.toml")}
+    shown = cli_json(env, "show", str(gamma["id"]))
+    assert (shown["name"], shown["status"], shown["revoke_reason_text"]) == (
+        "Gateway Gamma",
+        "revoked",
+        "leaked labels",
+    )
+    family = json.loads(run_cli("tree", str(gamma["id"]), "--format", "json", env=env).stdout)
+    assert family["nodes"][0]["name"] == "Gateway Gamma"

@@ -41,14 +41,30 @@ class Reader:
     fetch: bool
 
 
+READ_TIMEOUT = 10.0
+"""Seconds a gateway may take per certificate or reason read for ``show`` and ``tree`` (at
+most the configured timeout): a name that does not come in time is shown as unknown."""
+
+
 @contextmanager
 def reader(config: Config) -> Iterator[Reader]:
     """The configuration's storage for reading (the stack's kubo, a gateway, or the local
-    store: :attr:`provenance.session.Session.storage`)."""
+    store: :attr:`provenance.session.Session.storage`); a gateway with a timeout of at most
+    :data:`READ_TIMEOUT`."""
     from provenance.session import Session
 
     with Session(config) as session:
-        yield Reader(session.storage, session.storage_kind == "gateway")
+        if session.storage_kind != "gateway":
+            yield Reader(session.storage, False)
+            return
+        from provenance.storage import Gateway
+
+        ipfs = config.ipfs
+        timeout = min(ipfs.timeout, READ_TIMEOUT)
+        with Gateway(
+            ipfs.gateway, auth=ipfs.auth, timeout=timeout, limits=config.limits.value
+        ) as gw:
+            yield Reader(gw, True)
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -169,6 +185,7 @@ def store_reason(config: Config, text: bytes, digest: bytes) -> str | None:
 __all__ = [
     "MAX_REASON",
     "NOT_CONFIRMED",
+    "READ_TIMEOUT",
     "Reader",
     "confirm_revocation",
     "print_show",
