@@ -10,6 +10,10 @@ page::
     print(render_mermaid(tree))
     Path("tree.html").write_text(render_html(tree))
 
+Names come from the certificates (:func:`certificate_names`, read from storage by the digest
+on chain; a certificate that cannot be read leaves the name unknown, never an error), times
+from the chain (:meth:`FamilyTree.with_times`, Unix seconds, shown as ISO 8601 UTC).
+
 Statuses: ``revoked`` (on chain), ``tainted`` (some ancestor is revoked), ``active``, and
 ``unknown`` (not in the source). Colours: active green, revoked red, tainted orange, unknown
 grey; the focus model is outlined.
@@ -22,12 +26,13 @@ This module is pure: no web3, httpx or docker. Only :func:`render_svg` runs a pr
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import shutil
 import subprocess
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
@@ -97,7 +102,9 @@ class TreeNode:
     name: str | None = None
     registrant: str | None = None
     block: int | None = None
-    """The block the model was registered in (its time on chain)."""
+    """The block the model was registered in."""
+    registered_at: int | None = None
+    """When it was registered (the block's Unix time), when known."""
 
     @property
     def hex(self) -> str:
@@ -115,6 +122,8 @@ class TreeNode:
             "status": self.status,
             "registrant": self.registrant,
             "block": self.block,
+            "registered_at": self.registered_at,
+            "registered_at_utc": utc_time(self.registered_at),
         }
 
 
@@ -161,6 +170,15 @@ class FamilyTree:
         return replace(
             self,
             nodes=tuple(replace(n, name=names.get(n.id, n.name)) for n in self.nodes),
+        )
+
+    def with_times(self, times: Mapping[bytes, int]) -> FamilyTree:
+        """The same tree with the registration times (Unix seconds) in ``times`` filled in."""
+        return replace(
+            self,
+            nodes=tuple(
+                replace(n, registered_at=times.get(n.id, n.registered_at)) for n in self.nodes
+            ),
         )
 
     def nested(self) -> dict[str, Any]:
@@ -254,6 +272,84 @@ def build_family_tree(
     return FamilyTree(focus=focus, nodes=tuple(nodes), edges=tuple(edges.values()))
 
 
+def utc_time(timestamp: int | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2026-12-02T06:00:00Z``); None stays None."""
+    if timestamp is None:
+        return None
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# -- names from certificates ------------------------------------------------------------------
+
+
+class BlockSource(Protocol):
+    """What reading a certificate needs of storage (:class:`provenance.storage.Storage`)."""
+
+    def has(self, cid: str) -> bool: ...
+    def get_bytes(self, cid: str, *, max_size: int = ...) -> bytes: ...
+
+
+def stored_text(
+    storage: BlockSource, digest: bytes, *, max_size: int, fetch_missing: bool = False
+) -> bytes | None:
+    """The bytes whose SHA-256 is ``digest`` (one raw block: its CID follows from the digest),
+    or None when storage cannot give them: not held here (unless ``fetch_missing``, as for a
+    gateway, which holds nothing and fetches within its timeout), larger than ``max_size``,
+    or any storage error. Storage checks every block against its CID."""
+    from provenance.certificate import raw_block_cid
+
+    cid = raw_block_cid(digest)
+    try:
+        if not fetch_missing and not storage.has(cid):
+            return None
+        return storage.get_bytes(cid, max_size=max_size)
+    except ProvenanceError:
+        return None
+
+
+def certificate_names(
+    storage: BlockSource,
+    digests: Mapping[bytes, bytes],
+    *,
+    fetch_missing: bool = False,
+) -> dict[bytes, str]:
+    """Model names by model id, from the certificates whose digests (on chain) ``digests``
+    maps each id to; an id whose certificate is not in storage or does not parse is left out
+    (its name is unknown). Each certificate is read once."""
+    from provenance.certificate import MAX_BODY_SIZE, body_of, parse_certificate
+
+    by_digest: dict[bytes, str | None] = {}
+    names: dict[bytes, str] = {}
+    for model_id, digest in digests.items():
+        if digest not in by_digest:
+            data = stored_text(storage, digest, max_size=MAX_BODY_SIZE, fetch_missing=fetch_missing)
+            name = None
+            if data is not None:
+                try:
+                    name = body_of(parse_certificate(data, "certificate")).model_name
+                except ProvenanceError:
+                    name = None
+            by_digest[digest] = name
+        found = by_digest[digest]
+        if found is not None:
+            names[model_id] = found
+    return names
+
+
+def tree_certificate_digests(source: Any, ids: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The certificate digest of each of ``ids`` that ``source`` (a LineageIndex) knows."""
+    found = {}
+    for model_id in ids:
+        indexed = source.get(model_id)
+        if indexed is not None:
+            found[model_id] = bytes(indexed.certificate_digest)
+    return found
+
+
 # -- impact -----------------------------------------------------------------------------------
 
 
@@ -303,16 +399,23 @@ def render_json(tree: FamilyTree) -> str:
     return json.dumps(tree.to_json(), indent=2) + "\n"
 
 
-def rich_tree(tree: FamilyTree) -> Tree:
-    """The text form: the focus, then ``ancestors`` and ``descendants`` branches."""
-    names = {n.id: n.name for n in tree.nodes}
+def rich_tree(tree: FamilyTree, *, unknown_names: bool = False) -> Tree:
+    """The text form: the focus, then ``ancestors`` and ``descendants`` branches; each model
+    with its status, name and registration time (UTC) when known (``unknown_names``: say
+    "(name unknown)" where no name is, when names were looked for)."""
+    by_id = {n.id: n for n in tree.nodes}
 
     def label(node: dict[str, Any], arrow: str) -> str:
         colour = RICH_COLOUR[node["status"]]
         via = f"{arrow} {node['relation']} " if "relation" in node else ""
-        name = names.get(bytes.fromhex(node["id"][2:]))
+        found = by_id.get(bytes.fromhex(node["id"][2:]))
+        name = None if found is None else found.name
         shown = f" {_rich_escape(printable(name, one_line=True))}" if name else ""
-        return f"{via}[bold]{node['id'][:18]}\u2026[/] [{colour}]{node['status']}[/]{shown}"
+        if not name and unknown_names:
+            shown = " [dim](name unknown)[/]"
+        when = utc_time(None if found is None else found.registered_at)
+        at = f" [dim]{when}[/]" if when else ""
+        return f"{via}[bold]{node['id'][:18]}\u2026[/] [{colour}]{node['status']}[/]{shown}{at}"
 
     doc = tree.nested()
     root = Tree(label(doc, ""))
@@ -508,6 +611,7 @@ __all__ = [
     "TreeEdge",
     "TreeNode",
     "build_family_tree",
+    "certificate_names",
     "impact",
     "legend_html",
     "node_status",
@@ -518,5 +622,8 @@ __all__ = [
     "render_mermaid",
     "render_svg",
     "rich_tree",
+    "stored_text",
     "svg_element",
+    "tree_certificate_digests",
+    "utc_time",
 ]

@@ -97,7 +97,7 @@ def site(
     )
     owner.attest(record, owner.sign(node, Batch.of_one(record)))
 
-    result = run_cli("revoke", ids["Browser A"], "--reason", "poisoned", env=env)
+    result = run_cli("revoke", ids["Browser A"], "--reason", "poisoned", "--yes", env=env)
     assert result.returncode == 0, result.stderr
     registry_record = deployment.contracts["ModelRegistry"]
     registry = Registry(w3, registry_record.address, from_block=registry_record.block)

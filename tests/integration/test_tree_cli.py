@@ -72,7 +72,7 @@ def family(
     owner.deauthorize_node(bytes.fromhex(c[2:]), withdrawn.address)
 
     for model in (a, d):
-        result = run_cli("revoke", model, "--reason", "poisoned", env=env)
+        result = run_cli("revoke", model, "--reason", "poisoned", "--yes", env=env)
         assert result.returncode == 0, result.stderr
     return Family(a, b, c, d, node.address, address)
 
@@ -101,15 +101,27 @@ def test_tree_json_and_text(family: Family, cli_env: dict[str, str]) -> None:
         {"parent": family.a, "child": family.b, "relation": "fine-tune"},
         {"parent": family.b, "child": family.c, "relation": "distillation"},
     ]
+    # names from the certificates (none of these is in IPFS: unknown), times in UTC
+    assert [(n["name"], n["registered_at_utc"]) for n in doc["nodes"]] == [
+        (None, utc(n["registered_at"])) for n in doc["nodes"]
+    ]
+    when = {n["id"]: n["registered_at_utc"] for n in doc["nodes"]}
     text = tree({**cli_env, "COLUMNS": "200"}, family.a, "text").splitlines()
-    assert text[0] == f"{family.a[:18]}… revoked"
+    d_time = json.loads(tree(cli_env, family.d, "json"))["nodes"][0]["registered_at_utc"]
+    assert text[0] == f"{family.a[:18]}… revoked (name unknown) {when[family.a]}"
     assert text[1:] == [
         "├── ancestors",
         "└── descendants",
-        f"    ├── → fine-tune {family.b[:18]}… tainted",
-        f"    │   └── → distillation {family.c[:18]}… tainted",
-        f"    └── → quantization {family.d[:18]}… revoked",
+        f"    ├── → fine-tune {family.b[:18]}… tainted (name unknown) {when[family.b]}",
+        f"    │   └── → distillation {family.c[:18]}… tainted (name unknown) {when[family.c]}",
+        f"    └── → quantization {family.d[:18]}… revoked (name unknown) {d_time}",
     ]
+
+
+def utc(timestamp: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_tree_mermaid_and_dot(family: Family, cli_env: dict[str, str]) -> None:

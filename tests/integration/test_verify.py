@@ -468,6 +468,7 @@ def test_verify_output_from_the_cli(
         "--offline",
         "--attestor",
         address,
+        "--receipt-only",
         env=bare,
     )
     assert offline.returncode == 0, offline.stdout + offline.stderr
@@ -479,6 +480,16 @@ def test_verify_output_from_the_cli(
         f"error: receipt-contract: the receipt names OutputAttestor {address}, but no "
         "OutputAttestor is trusted"
     )
+
+    # a bare receipt without its output proves no particular output: it fails, last
+    result = run_cli("verify-output", str(path), env=cli_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "error: receipt-output: no output was checked: the receipt alone shows that some output "
+        "was attested, not which; give the output (--output FILE, or the /predict answer, which "
+        "carries its predictions), or --receipt-only to check the receipt alone"
+    )
+    assert run_cli("verify-output", str(path), "--receipt-only", env=cli_env).returncode == 0
 
     (tmp_path / "y2").write_bytes(y + b"!")
     tampered = run_cli("verify-output", str(path), "--output", str(tmp_path / "y2"), env=cli_env)
@@ -503,7 +514,7 @@ def test_verify_output_from_the_cli(
 
     # revoked after the anchoring: a warning, the output was attested while it was active
     alice.revoke(served.certificate.model_id, keccak(text="incident"))
-    result = run_cli("verify-output", str(path), "--json", env=cli_env)
+    result = run_cli("verify-output", str(path), "--json", "--receipt-only", env=cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     status = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["status"]
     assert status["status"] == "warn"

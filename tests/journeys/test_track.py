@@ -48,9 +48,8 @@ def test_track_a_parent_and_child_then_revoking_the_parent_taints_the_child(
     clean = journey.ok("verify", child_id, "--fetch-timeout", "5", cwd=auditor)
     assert "tainted" not in clean.stdout.lower()
 
-    help_text = journey.ok("revoke", "--help", cwd=auditor).stdout
-    confirm = ["--yes"] if "--yes" in help_text else []  # revoke asks before a permanent act
-    journey.ok("revoke", parent_id, "--reason", "leaked test data", *confirm, cwd=auditor)
+    # revoke asks before a permanent act; without a terminal, --yes answers
+    journey.ok("revoke", parent_id, "--reason", "leaked test data", "--yes", cwd=auditor)
 
     shown = json.loads(journey.ok("show", child_id, "--json", cwd=auditor).stdout)
     assert shown["status"] == "active" and shown["tainted"] is True

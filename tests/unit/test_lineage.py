@@ -103,6 +103,8 @@ def test_json_keeps_the_nested_form_and_adds_the_graph(index: LineageIndex) -> N
         "status": "revoked",
         "registrant": ALICE,
         "block": 1,
+        "registered_at": None,
+        "registered_at_utc": None,
     }
     assert doc["edges"] == [
         {"parent": h(R), "child": h(C), "relation": "fine-tune"},
@@ -257,3 +259,85 @@ def test_lineage_is_pure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- names from certificates and readable times (issue 15: `tree` printed "name": null) -----
+
+
+class Blocks:
+    """Blocks by CID, as storage holds them; ``held`` False: a gateway (holds nothing)."""
+
+    def __init__(self, blocks: dict[str, bytes], *, held: bool = True) -> None:
+        self.blocks, self.held, self.reads = blocks, held, 0
+
+    def has(self, cid: str) -> bool:
+        return self.held and cid in self.blocks
+
+    def get_bytes(self, cid: str, *, max_size: int = 64 << 20) -> bytes:
+        self.reads += 1
+        if cid not in self.blocks:
+            raise ProvenanceError(f"{cid} not found")
+        data = self.blocks[cid]
+        if len(data) > max_size:
+            raise ProvenanceError("too large")
+        return data
+
+
+def _certificate(name: str) -> bytes:
+    import datetime as dt
+
+    from provenance.certificate import Certificate, ModelArtifact, TrainingData, timestamp
+    from provenance.manifest import FileEntry, FileManifest
+
+    model = FileManifest.of([FileEntry(path="m.bin", size=1, digest="sha256:" + "ab" * 32)])
+    body = Certificate(
+        model_name=name,
+        created_at=timestamp(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        model=ModelArtifact(digest=model.root, manifest=model),
+        data=TrainingData.of(()),
+    )
+    return body.canonical_bytes()
+
+
+def test_names_come_from_the_certificates_and_missing_ones_stay_unknown() -> None:
+    import hashlib
+
+    from provenance.certificate import raw_block_cid
+
+    alpha, beta = _certificate("Model Alpha"), _certificate("Model Beta")
+    da, db = hashlib.sha256(alpha).digest(), hashlib.sha256(beta).digest()
+    missing, garbage = b"\x07" * 32, b"not a certificate"
+    dg = hashlib.sha256(garbage).digest()
+    blocks = Blocks({raw_block_cid(da): alpha, raw_block_cid(db): beta, raw_block_cid(dg): garbage})
+    digests = {R: da, C: db, OTHER: missing, G: dg, b"\x05" * 32: da}
+    names = lineage.certificate_names(blocks, digests)
+    assert names == {R: "Model Alpha", C: "Model Beta", b"\x05" * 32: "Model Alpha"}
+    assert blocks.reads == 3  # alpha once, though two ids share it; nothing fetched that is missing
+    gateway = Blocks(blocks.blocks, held=False)
+    assert lineage.certificate_names(gateway, digests) == {}
+    assert lineage.certificate_names(gateway, digests, fetch_missing=True) == names
+
+
+def test_tree_certificate_digests_come_from_the_index(index: LineageIndex) -> None:
+    assert lineage.tree_certificate_digests(index, [R, C, b"\x09" * 32]) == {
+        R: R[::-1],
+        C: C[::-1],
+    }
+
+
+def test_times_are_iso_8601_utc_beside_the_unix_time(tree: lineage.FamilyTree) -> None:
+    assert lineage.utc_time(1764655200) == "2025-12-02T06:00:00Z"
+    assert lineage.utc_time(None) is None
+    assert lineage.utc_time(1 << 62) is None
+    timed = tree.with_times({G: 1764655200})
+    node = timed.to_json()["nodes"][0]
+    assert (node["registered_at"], node["registered_at_utc"]) == (
+        1764655200,
+        "2025-12-02T06:00:00Z",
+    )
+    assert timed.node(C).registered_at is None
+    console = Console(width=200, no_color=True, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(lineage.rich_tree(timed.with_names({OTHER: ""}), unknown_names=True))
+    lines = console.export_text().splitlines()
+    assert lines[0] == '0x0404040404040404… tainted Grand "child" 2025-12-02T06:00:00Z'
+    assert lines[4] == "│   └── ← merge 0x0303030303030303… active (name unknown)"

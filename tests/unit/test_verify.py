@@ -633,13 +633,13 @@ def test_the_policy_comes_from_config_and_flags_only(tmp_path: Path) -> None:
     assert policy_from_config(config, chain_id=6).registrants == {ALICE.address}
 
 
-def _receipt(chain_id: int, contract: str) -> Any:
+def _receipt(chain_id: int, contract: str, output_digest: bytes = b"\x04" * 32) -> Any:
     from eth_account.messages import encode_typed_data
 
     from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
 
     node = Account.create()
-    record = OutputRecord(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 0, 1)
+    record = OutputRecord(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, output_digest, 0, 1)
     batch = Batch.of_one(record)
     typed = batch_typed_data(batch, chain_id, contract)
     signature = bytes(node.sign_message(encode_typed_data(full_message=typed)).signature)
@@ -733,7 +733,7 @@ def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(json.dumps(_receipt(31337, trusted).to_json()))
     result = subprocess.run(
         [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json", "--offline",
-         "--attestor", trusted],
+         "--attestor", trusted, "--receipt-only"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -745,6 +745,56 @@ def test_verify_output_offline_does_not_say_verified(tmp_path: Path) -> None:
         "the model was checked"
     )
     assert "verified: every required check passed" not in result.stdout
+
+
+NO_OUTPUT = (
+    "no output was checked: the receipt alone shows that some output was attested, not which; "
+    "give the output (--output FILE, or the /predict answer, which carries its predictions), "
+    "or --receipt-only to check the receipt alone"
+)
+
+
+def test_verify_output_of_a_bare_receipt_without_its_output_fails(tmp_path: Path) -> None:
+    """Issue 15: `verify-output receipt.json` exited 0 having checked no output at all."""
+    import subprocess
+    import sys
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    receipt = _receipt(31337, trusted, hashlib.sha256(b"out").digest())
+    (tmp_path / "r.json").write_text(json.dumps(receipt.to_json()))
+    command = [str(Path(sys.executable).parent / "provenance"), "verify-output", "r.json",
+               "--offline", "--attestor", trusted]  # fmt: skip
+
+    def run(*more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *more], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    bare = run()
+    assert bare.returncode == 1, bare.stdout + bare.stderr
+    assert bare.stderr == f"error: receipt-output: {NO_OUTPUT}\n"
+    assert bare.stdout.splitlines()[-1].startswith("NOT verified: 1 required check(s) failed")
+    assert run("--receipt-only").returncode == 0
+    (tmp_path / "y").write_bytes(b"out")  # _receipt's output
+    with_output = run("--output", "y")
+    assert with_output.returncode == 0, with_output.stdout + with_output.stderr
+    assert "the output match(es) its digests" in with_output.stdout
+
+
+def test_the_verifier_requires_the_output_only_when_asked() -> None:
+    from provenance.verify import Policy, Verifier
+
+    trusted = "0x" + "aa" * 20
+    policy = Policy(chain_id=31337, registry="0x" + "11" * 20, attestor=trusted)
+    offline = Verifier(policy, registry=None, storage=None)
+    receipt = _receipt(31337, to_checksum_address(trusted), hashlib.sha256(b"out").digest())
+    assert offline.receipt(receipt).ok
+    required = offline.receipt(receipt, require_output=True)
+    assert not required.ok
+    assert statuses(required)[-1] == ("receipt-output", "fail")
+    first = required.first_failure()
+    assert first is not None and first.detail == NO_OUTPUT
+    assert offline.receipt(receipt, output=b"out", require_output=True).ok
 
 
 def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
@@ -783,3 +833,49 @@ def test_a_receipt_outside_the_trust_roots_fails_offline() -> None:
         f"the registry client reads {FakeRegistry.address}, the trusted ModelRegistry is "
         f"{to_checksum_address(other.registry or '')}"
     )
+
+
+# -- what `provenance verify FILE` takes a file for (issue 15: an answer taken for a model) ----
+
+
+ANSWER = {
+    "predictions": [0, 1],
+    "model_id": "0x" + "01" * 32,
+    "model_digest": "sha256:" + "02" * 32,
+    "sequence": 0,
+    "input_digest": "sha256:" + "03" * 32,
+    "output_digest": "sha256:" + "04" * 32,
+    "receipt_url": "/receipts/0",
+    "receipt": None,
+}
+
+
+@pytest.mark.parametrize("name", ["answer.json", "answer", "answer.txt", "prediction.out"])
+def test_a_predict_answer_is_recognised_by_content_whatever_its_name(
+    tmp_path: Path, name: str
+) -> None:
+    from provenance.verify.verifier import document_kind, json_document
+
+    path = tmp_path / name
+    path.write_text("\n  " + json.dumps(ANSWER))
+    assert document_kind(json_document(path)) == "receipt"
+
+
+def test_receipts_pending_answers_and_certificates_are_told_apart(tmp_path: Path) -> None:
+    from provenance.verify.verifier import document_kind, json_document
+
+    trusted = to_checksum_address("0x" + "aa" * 20)
+    assert document_kind(_receipt(31337, trusted).to_json()) == "receipt"
+    pending = {"status": "pending", "sequence": 3, "detail": "not anchored yet"}
+    assert document_kind(pending) == "pending"
+    assert document_kind({"version": 1, "model": {}, "data": {}}) == "certificate"
+    assert document_kind({"certificate": {}, "signature": "0x"}) == "certificate"
+    assert document_kind({"accuracy": 0.9}) is None
+    assert document_kind([1, 2]) is None
+    # model files stay model files: a pickle, broken JSON, a folder
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x05{" + b"\x00" * 100)
+    (tmp_path / "broken.json").write_text('{"predictions": [')
+    assert json_document(tmp_path / "model.pkl") is None
+    assert json_document(tmp_path / "broken.json") is None
+    assert json_document(tmp_path) is None
+    assert json_document(tmp_path / "missing") is None

@@ -62,13 +62,23 @@ def verify_output(
     offline: Annotated[
         bool, typer.Option(help="Check everything but the chain (and the model's certificate).")
     ] = False,
+    receipt_only: Annotated[
+        bool,
+        typer.Option(
+            "--receipt-only",
+            help="Check a bare receipt without its output (it then shows that some output of "
+            "the model was attested, not which).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Check an output receipt against the trusted chain id and OutputAttestor: digests, Merkle
     proof, node signature, and (online) that the batch is anchored on that attestor exactly as
     the receipt states, by a node authorised for that model and digest when it was anchored,
     and the model's own checks. Given a /predict answer of `provenance serve` (with
-    ?wait=true), its predictions are the output checked. Exit 1 with one line on failure."""
+    ?wait=true), its predictions are the output checked. A bare receipt needs --output FILE
+    (or --receipt-only): without its output it proves nothing about which output was
+    attested. Exit 1 with one line on failure."""
     from provenance.cli.verify import render
     from provenance.verify.policy import policy_from_config
     from provenance.verify.verifier import Verifier, read_receipt_file
@@ -93,7 +103,13 @@ def verify_output(
             )
             stack.callback(storage.close)
             verifier = Verifier(policy, registry=registry, storage=storage)
-        report = verifier.receipt(data, input_data, output_data, target=str(receipt_file))
+        report = verifier.receipt(
+            data,
+            input_data,
+            output_data,
+            target=str(receipt_file),
+            require_output=not receipt_only,
+        )
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from provenance.session import Session
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, shown, signer
+from provenance.cli._common import out, say, signer
+from provenance.cli.record_view import (
+    MAX_REASON,
+    confirm_revocation,
+    print_show,
+    show_report,
+    store_reason,
+)
+from provenance.cli.record_view import reader as _reader
 from provenance.errors import ConfigError, ProvenanceError
 from provenance.registration import Registration
 from provenance.untrusted import loads_json
@@ -260,7 +268,10 @@ def show(
     model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
     as_json: AsJson = False,
 ) -> None:
-    """Show a model's on-chain record, its parents and children."""
+    """Show a model's on-chain record, its name (from its certificate in IPFS), parents and
+    children, when it was registered, and why it was revoked."""
+    from provenance import lineage
+
     config = _config()
     registry = open_registry(config)
     mid = _id(model_id)
@@ -269,35 +280,32 @@ def show(
         raise ProvenanceError(
             f"model {model_id} is not registered on chain {registry.w3.eth.chain_id}"
         )
-    with synced_index(config, registry) as index:
+    with synced_index(config, registry) as index, _reader(config) as read:
         indexed = index.require(mid)
-        report = {
-            "id": _hex(mid),
-            "status": record.status.label,
-            "tainted": index.is_tainted(mid),
-            "registrant": record.registrant,
-            "registered_at": record.registered_at,
-            "block": indexed.block,
-            "transaction": indexed.transaction,
-            "certificate_digest": "sha256:" + indexed.certificate_digest.hex(),
-            "model_digest": "sha256:" + indexed.model_digest.hex(),
-            "data_commitment": "sha256:" + indexed.data_commitment.hex(),
-            "revoked_parent_acknowledged": record.revoked_parent_acknowledged,
-            "revoked_by": indexed.revoked_by,
-            "revoke_reason": _hex(indexed.revoke_reason),
-            "parents": [
-                {"id": _hex(p.id), "relation": p.relation.label} for p in index.parents(mid)
-            ],
-            "children": [{"id": _hex(c), "relation": r.label} for c, r in index.children(mid)],
-        }
+        parents = [(p.id, p.relation.label) for p in index.parents(mid)]
+        children = [(c, r.label) for c, r in index.children(mid)]
+        digests = lineage.tree_certificate_digests(
+            index, [mid, *(m for m, _ in parents), *(m for m, _ in children)]
+        )
+        names = lineage.certificate_names(read.storage, digests, fetch_missing=read.fetch)
+        reason = (
+            None
+            if indexed.revoke_reason is None
+            else lineage.stored_text(
+                read.storage, indexed.revoke_reason, max_size=MAX_REASON, fetch_missing=read.fetch
+            )
+        )
+        report = show_report(record, indexed, index.is_tainted(mid), names, reason)
+        report["parents"] = [
+            {"id": _hex(m), "relation": r, "name": names.get(m)} for m, r in parents
+        ]
+        report["children"] = [
+            {"id": _hex(m), "relation": r, "name": names.get(m)} for m, r in children
+        ]
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        if isinstance(value, list):
-            value = ", ".join(f"{v['id']} ({v['relation']})" for v in value) or "-"
-        out.print(f"{key:<{width}}  {shown(value)}", highlight=False, soft_wrap=True)
+    print_show(report)
 
 
 @app.command()
@@ -306,22 +314,41 @@ def revoke(
     reason: Annotated[
         str,
         typer.Option(
-            help="Why: free text (its sha-256 goes on chain), or a 0x/sha256: digest, e.g. of an incident report."
+            help="Why: free text (stored in IPFS; its sha-256 goes on chain), or a 0x/sha256: "
+            "digest, e.g. of an incident report."
         ),
     ],
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask for confirmation (revoking cannot be undone)."
+        ),
+    ] = False,
     keystore: Keystore = None,
     password_file: PasswordFile = None,
 ) -> None:
-    """Revoke a model, permanently (its registrant or an auditor)."""
+    """Revoke a model, permanently (its registrant or an auditor): it and every descendant
+    fail verification from then on. Asks for confirmation unless --yes."""
     from provenance.registration import as_bytes32
 
+    text: bytes | None = None
     try:
         digest = as_bytes32(reason, "reason")
     except ProvenanceError:
-        digest = hashlib.sha256(reason.encode()).digest()
-    registry = open_registry(_config(), (keystore, password_file))
+        text = reason.encode()
+        if len(text) > MAX_REASON:
+            raise ConfigError(
+                f"the reason has {len(text)} bytes; at most {MAX_REASON}: store a longer report "
+                "elsewhere and give its sha256: digest"
+            ) from None
+        digest = hashlib.sha256(text).digest()
+    confirm_revocation(model_id, reason if text is not None else None, yes)
+    config = _config()
+    registry = open_registry(config, (keystore, password_file))
+    stored = None if text is None else store_reason(config, text, digest)
     tx = registry.revoke(_id(model_id), digest)
-    say(f"revoked {model_id} (reason sha256:{digest.hex()}, tx {tx})")
+    where = f", text in IPFS {stored}" if stored else ""
+    say(f"revoked {model_id} (reason sha256:{digest.hex()}{where}, tx {tx})")
 
 
 Formats = Annotated[
@@ -355,7 +382,8 @@ def tree(
     ] = None,
 ) -> None:
     """The family tree around a model: its ancestors and descendants, typed and with status
-    (revoked; tainted: an ancestor is revoked)."""
+    (revoked; tainted: an ancestor is revoked), names (from the certificates in IPFS) and
+    registration times (UTC)."""
     from provenance import lineage
 
     if fmt not in lineage.FORMATS:
@@ -363,15 +391,23 @@ def tree(
     config = _config()
     registry = open_registry(config)
     mid = _id(model_id)
-    with synced_index(config, registry) as index:
+    with synced_index(config, registry) as index, _reader(config) as read:
         index.require(mid)
         family = lineage.build_family_tree(index, mid)
+        ids = [n.id for n in family.nodes]
+        digests = lineage.tree_certificate_digests(index, ids)
+        names = lineage.certificate_names(read.storage, digests, fetch_missing=read.fetch)
+        family = family.with_names(names).with_times(
+            {m: registry.record(m).registered_at for m in ids}
+        )
     if fmt == "text":
         if output is None:
-            out.print(lineage.rich_tree(family))
+            out.print(lineage.rich_tree(family, unknown_names=True))
             return
         with output.open("w", encoding="utf-8") as stream:
-            Console(file=stream, width=200, no_color=True).print(lineage.rich_tree(family))
+            Console(file=stream, width=200, no_color=True).print(
+                lineage.rich_tree(family, unknown_names=True)
+            )
         say(f"wrote the family tree of {model_id} to {output}")
         return
     text = lineage.render(family, fmt)

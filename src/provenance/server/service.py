@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -58,13 +55,11 @@ from provenance.errors import (
     IntegrityError,
     PolicyError,
     ProvenanceError,
-    ServiceError,
 )
 from provenance.hashing import format_digest, parse_digest
-from provenance.manifest import verify_manifest
+from provenance.server.model_files import METHODS, fetch_verified, load_pickled_model
 from provenance.untrusted import UntrustedInputError, loads_json
 
-METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ROWS = 10_000
 MAX_BACKLOG = 10_000
@@ -219,19 +214,17 @@ def _from_artifacts(
             f"the certificate of model 0x{model_id.hex()} does not say where its files are stored "
             "(model.url); serve it from its image instead"
         )
-    from provenance.capture.sklearn import FORMAT
-
-    if model.format != FORMAT or len(model.manifest.files) != 1:
+    files = model.manifest.files
+    if len(files) != 1:
         raise CertificateError(
-            f"model 0x{model_id.hex()} is {model.format!r} with {len(model.manifest.files)} files; "
-            "serving from files supports one pickled scikit-learn model"
+            f"model 0x{model_id.hex()} has {len(files)} files; serving from files supports one "
+            "pickle or joblib file (a scikit-learn model): serve it from its image instead"
         )
-    target = workdir / model.manifest.files[0].path
-    _fetch_verified(model.manifest, model.url.removeprefix("ipfs://"), storage, workdir, target)
-    import pickle
-
-    with open(target, "rb") as f:
-        estimator = pickle.load(f)  # its digest is the certificate's, checked above
+    target = workdir / files[0].path
+    fetch_verified(model.manifest, model.url.removeprefix("ipfs://"), storage, workdir, target)
+    # a folder of one file is fetched as that folder: the model file is inside it
+    path = target / files[0].path if target.is_dir() else target
+    estimator = load_pickled_model(path, f"model 0x{model_id.hex()}")  # its digest checked above
 
     def predict(rows: list[Any], method: str) -> list[Any]:
         import numpy as np
@@ -246,55 +239,6 @@ def _from_artifacts(
         return list(result.tolist())
 
     return ServedModel(model_id, certificate, "artifacts", predict)
-
-
-_INCOMING = ".incoming-"
-
-
-def _fetch_verified(manifest: Any, cid: str, storage: Any, workdir: Path, target: Path) -> None:
-    """Put the certified file at ``target``: a file already there is reused only when it has
-    the manifest's digest (else removed); otherwise it is fetched into a temporary folder in
-    ``workdir``, verified there and only then moved into place. Leftovers of an interrupted
-    fetch are removed, never trusted. Nothing is unpickled before this returns."""
-    try:
-        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for leftover in workdir.glob(_INCOMING + "*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ServiceError(f"cannot prepare the model folder {workdir}: {exc}") from exc
-    if target.is_symlink() or target.exists():
-        try:
-            if target.is_symlink() or not target.is_file():
-                raise IntegrityError(f"{target} is not a regular file")
-            verify_manifest(manifest, target)
-            return  # a verified file from an earlier start
-        except IntegrityError:
-            _remove(target)
-    incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=workdir))
-    try:
-        fetched = incoming / target.name
-        storage.get_path(cid, fetched)
-        try:
-            verify_manifest(manifest, fetched)  # before anything unpickles it
-        except IntegrityError as exc:
-            detail = str(exc).removeprefix(f"{fetched}: ")
-            raise IntegrityError(f"{target}: {detail}") from exc
-        os.replace(fetched, target)
-    except OSError as exc:
-        raise ServiceError(f"cannot put the model file at {target}: {exc}") from exc
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-
-
-def _remove(path: Path) -> None:
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise ServiceError(f"cannot remove the unverified {path}: {exc}") from exc
 
 
 def _from_image(

@@ -62,6 +62,7 @@ class CheckName(StrEnum):
     RECEIPT_ANCHORED = "receipt-anchored"
     NODE_AUTHORISED = "node-authorised"
     RECEIPT_MODEL = "receipt-model"
+    RECEIPT_OUTPUT = "receipt-output"
 
 
 @dataclass(frozen=True)

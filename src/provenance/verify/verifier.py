@@ -17,7 +17,7 @@ import contextlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from eth_utils.address import to_checksum_address
 
@@ -75,6 +75,48 @@ def as_id(text: str) -> bytes | None:
 
 def _looks_like(data: Any, *keys: str) -> bool:
     return isinstance(data, dict) and all(k in data for k in keys)
+
+
+JSON_START = b"{"
+"""A receipt, a /predict answer or a certificate is a JSON object: a file that starts
+otherwise (after whitespace) is never read as one."""
+
+
+def json_document(path: Path) -> Any:
+    """The JSON object in the file at ``path`` whatever its name (``curl -o answer`` has no
+    suffix), or None: not a regular file, not starting with ``{``, larger than JSON may be, or
+    not valid JSON (then the file is looked at as model files). Reads at most 64 bytes of a file
+    that does not start like a JSON object."""
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            if not f.read(64).lstrip(b" \t\r\n").startswith(JSON_START):
+                return None
+            f.seek(0)
+            raw = f.read(MAX_JSON_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > MAX_JSON_BYTES:
+        return None
+    with contextlib.suppress(UntrustedInputError, UnicodeDecodeError):
+        return loads_json(raw, what=str(path))
+    return None
+
+
+def document_kind(data: Any) -> Literal["receipt", "pending", "certificate"] | None:
+    """What a JSON document is: an output receipt or a ``/predict`` answer of ``provenance
+    serve`` (``receipt``), the 202 answer of its ``/receipts/N`` while the batch waits
+    (``pending``), a certificate (a signed envelope or a body), or none of these."""
+    if _looks_like(data, "record", "batch", "proof") or _looks_like(data, "predictions", "receipt"):
+        return "receipt"
+    if _looks_like(data, "status", "sequence") and data["status"] == "pending":
+        return "pending"
+    if _looks_like(data, "certificate", "signature") or _looks_like(
+        data, "version", "model", "data"
+    ):
+        return "certificate"
+    return None
 
 
 def _pick(
@@ -291,13 +333,39 @@ class Verifier:
         output: bytes | None = None,
         *,
         target: str | None = None,
+        require_output: bool = False,
     ) -> Report:
         """An output receipt (a file, its JSON, a :class:`Receipt`, or a ``/predict`` answer of
         ``provenance serve`` whose predictions are then the output checked): see
         :mod:`provenance.verify.receipt`; then the model's own checks. The chain is read only
         on the policy's chain, attestor and registry. ``target`` names it in the report (default:
-        the file, or "receipt")."""
+        the file, or "receipt").
+
+        A bare receipt shows that *some* output was attested, not which: with
+        ``require_output``, a receipt checked without its output fails ``receipt-output``
+        (last, after every other check)."""
         target, receipt, output = self._load_receipt(path_or_receipt, output, target)
+        report = self._receipt(path_or_receipt, target, receipt, input, output)
+        if not require_output or output is not None or isinstance(receipt, str):
+            return report
+        c = Checks(report.checks[0].subject if report.checks else target)
+        c.fail(
+            CheckName.RECEIPT_OUTPUT,
+            "no output was checked: the receipt alone shows that some output was attested, not "
+            "which; give the output (--output FILE, or the /predict answer, which carries its "
+            "predictions), or --receipt-only to check the receipt alone",
+            ConfigError,
+        )
+        return Report(report.target, report.kind, report.model_id, (*report.checks, *c.items))
+
+    def _receipt(
+        self,
+        path_or_receipt: Path | str | Receipt | Mapping[str, Any],
+        target: str,
+        receipt: Receipt | str,
+        input: bytes | None,
+        output: bytes | None,
+    ) -> Report:
         c = Checks(target if not isinstance(path_or_receipt, Receipt) else "receipt")
         if isinstance(receipt, str):
             c.fail(CheckName.RECEIPT, receipt, IntegrityError)
@@ -392,8 +460,9 @@ class Verifier:
     def target(self, text: str) -> Report:
         """The report for whatever ``text`` names: a model id or certificate digest (``0x``
         and 64 hex digits, or ``sha256:<hex>``, which may also be an image id), a certificate
-        JSON file, an output receipt JSON file, model files (a file or a directory), or a
-        Docker image (a tag or id of the engine). ConfigError for an unusable target."""
+        file, an output receipt file or a ``/predict`` answer (JSON, recognised by content
+        whatever the file's name, :func:`document_kind`), model files (a file or a directory),
+        or a Docker image (a tag or id of the engine). ConfigError for an unusable target."""
         ctx = self._ctx()
         path = Path(text)
         raw = as_id(text)
@@ -410,25 +479,23 @@ class Verifier:
                     return self.image(text, text)  # sha256:<hex>: an image id
             checks, _, _ = self._full(raw)
             return Report(text, "model-id", raw, tuple(checks))
-        if path.is_file() and path.suffix.lower() == ".json":
-            data: Any = None
-            with contextlib.suppress(OSError, UntrustedInputError), path.open("rb") as f:
-                # a receipt or a certificate, else model files: read no more than JSON may be
-                data = loads_json(f.read(MAX_JSON_BYTES + 1), what=str(path))
-            if _looks_like(data, "record", "batch", "proof") or _looks_like(
-                data, "predictions", "receipt"
-            ):
-                return self.receipt(path)
-            if _looks_like(data, "certificate", "signature") or _looks_like(
-                data, "version", "model", "data"
-            ):
-                try:
-                    document = parse_certificate(data, f"certificate {path}")
-                except CertificateError as exc:
-                    c = Checks(str(path))
-                    c.fail(CheckName.CERTIFICATE_FILE, str(exc), CertificateError)
-                    return Report(text, "certificate", None, tuple(c.items))
-                return self.certificate(path, document)
+        data = json_document(path)
+        kind = document_kind(data)
+        if kind == "pending":
+            raise ConfigError(
+                f"{text} is the answer of a receipt not anchored yet (status pending): fetch "
+                "the receipt again once its batch is anchored"
+            )
+        if kind == "receipt":
+            return self.receipt(path)
+        if kind == "certificate":
+            try:
+                document = parse_certificate(data, f"certificate {path}")
+            except CertificateError as exc:
+                c = Checks(str(path))
+                c.fail(CheckName.CERTIFICATE_FILE, str(exc), CertificateError)
+                return Report(text, "certificate", None, tuple(c.items))
+            return self.certificate(path, document)
         if path.exists():
             return self.files(path, text)
         if self.engine is None:
@@ -439,4 +506,4 @@ class Verifier:
         return self.image(text, text)
 
 
-__all__ = ["Verifier", "as_id", "read_receipt_file"]
+__all__ = ["Verifier", "as_id", "document_kind", "json_document", "read_receipt_file"]
