@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from provenance.session import Session
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, signer
+from provenance.cli._common import out, say, shown, signer
 from provenance.cli.record_view import (
     MAX_REASON,
     confirm_revocation,
