@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from provenance.manifest import DatasetOpening, DatasetRecord
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import err, out, password, say, shown
+from provenance.cli._common import err, out, say, session, shown
 from provenance.errors import CertificateError, ConfigError
 
 app = typer.Typer()
@@ -155,25 +155,17 @@ def run(
     parents = [parse_parent(p) for p in parent or []]
     registering = _registry_configured(config) if register is None else register
     storing = registering if store is None else store
+    clients = session(keystore=keystore, password_file=password_file)
     account = None
     registry = None
     storage = None
     if registering:
-        from provenance.cli.registry import open_registry
-
-        registry = open_registry(config, (keystore, password_file))
-        assert registry.transactor is not None
-        account = registry.transactor.account
+        registry = clients.registry_for()
+        account = clients.signer
     elif keystore or config.chain.keystore:
-        from provenance.chain.keys import load_keystore
-
-        path = keystore or config.chain.keystore
-        assert path is not None
-        account = load_keystore(path, password(password_file))
+        account = clients.signer
     if storing:
-        from provenance.storage import open_storage
-
-        storage = open_storage(config)
+        storage = clients.storage
     variables = {k: os.environ[k] for k in REPRODUCIBILITY_VARIABLES if k in os.environ}
     cwd = Path.cwd()
     capture = Run(
@@ -196,11 +188,8 @@ def run(
     if failed:
         capture.storage = capture.registry = None
     certify_command(capture, traced, model=model or (), data=data)
-    try:
+    with clients:
         certificate = capture.finish()
-    finally:
-        if storage is not None:
-            storage.close()
     summary = {
         "certificate": str(capture.path),
         "certificate_digest": certificate.digest_text,

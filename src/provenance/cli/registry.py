@@ -13,14 +13,9 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.index import LineageIndex
-    from provenance.chain.registry import Registry
-    from provenance.config import Config
     from provenance.registration import Registration
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, shown, signer
+from provenance.cli._common import out, say, session, shown
 from provenance.errors import ConfigError, ProvenanceError
 from provenance.registration import Registration
 from provenance.untrusted import loads_json
@@ -36,51 +31,6 @@ PasswordFile = Annotated[
     typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
-
-
-def open_registry(
-    config: Config, transactor_for: tuple[Path | None, Path | None] | None = None
-) -> Registry:
-    """The configured registry; with ``transactor_for`` (keystore, password file) it can write."""
-    from provenance.chain.client import connect
-    from provenance.chain.deploy import Deployment
-    from provenance.chain.registry import Registry
-    from provenance.chain.tx import Transactor
-
-    w3 = connect(config.chain.rpc_url)
-    address = config.chain.contracts.get("ModelRegistry")
-    from_block = 0
-    if address is None:
-        deployment = Deployment.read(config.deployment_file)
-        if deployment is None or "ModelRegistry" not in deployment.contracts:
-            raise ConfigError(
-                f"no ModelRegistry deployed or configured (deployment file {config.deployment_file}); "
-                "run `provenance up` or `provenance deploy`"
-            )
-        if deployment.chain_id != w3.eth.chain_id:
-            raise ConfigError(
-                f"deployment file {config.deployment_file} is for chain {deployment.chain_id}, but "
-                f"the RPC serves chain {w3.eth.chain_id}"
-            )
-        address = deployment.contracts["ModelRegistry"].address
-        from_block = deployment.contracts["ModelRegistry"].block
-    transactor = None
-    if transactor_for is not None:
-        keystore, password_file = transactor_for
-        account = signer(
-            w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "sending"
-        )
-        transactor = Transactor(w3, account)
-    return Registry(w3, address, transactor, from_block=from_block)
-
-
-def synced_index(config: Config, registry: Registry) -> LineageIndex:
-    from provenance.chain.index import LineageIndex
-
-    path = config.state_dir / "index" / f"{registry.w3.eth.chain_id}-{registry.address}.sqlite"
-    index = LineageIndex(path)
-    index.sync(registry)
-    return index
 
 
 def certificate_registration(
@@ -146,12 +96,6 @@ def certificate_creator(document: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def _id(text: str) -> bytes:
-    from provenance.registration import as_bytes32
-
-    return as_bytes32(text, "model id")
-
-
 def _hex(b: bytes | None) -> str | None:
     return None if b is None else "0x" + b.hex()
 
@@ -171,7 +115,7 @@ def register(
     The model id binds its registrant, and verifiers accept only the creator's registration:
     a certificate that names a creator is registered with the creator's keystore only."""
     registration, document = certificate_registration(certificate, acknowledge_revoked_parents)
-    registry = open_registry(_config(), (keystore, password_file))
+    registry = session(keystore=keystore, password_file=password_file).registry_for()
     creator = certificate_creator(document, certificate)
     if creator is not None and creator.lower() != (registry.sender or "").lower():
         raise ConfigError(
@@ -200,19 +144,20 @@ def register(
 
 @app.command()
 def show(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     as_json: AsJson = False,
 ) -> None:
     """Show a model's on-chain record, its parents and children."""
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
+    clients = session()
+    registry = clients.registry
+    mid = clients.resolve_id(model_id)
     record = registry.record(mid)
     if not record.exists:
-        raise ProvenanceError(
-            f"model {model_id} is not registered on chain {registry.w3.eth.chain_id}"
-        )
-    with synced_index(config, registry) as index:
+        raise ProvenanceError(f"model {model_id} is not registered on chain {clients.chain_id}")
+    with clients.index as index:
         indexed = index.require(mid)
         report = {
             "id": _hex(mid),
@@ -245,7 +190,10 @@ def show(
 
 @app.command()
 def revoke(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     reason: Annotated[
         str,
         typer.Option(
@@ -262,8 +210,8 @@ def revoke(
         digest = as_bytes32(reason, "reason")
     except ProvenanceError:
         digest = hashlib.sha256(reason.encode()).digest()
-    registry = open_registry(_config(), (keystore, password_file))
-    tx = registry.revoke(_id(model_id), digest)
+    clients = session(keystore=keystore, password_file=password_file)
+    tx = clients.registry_for().revoke(clients.resolve_id(model_id), digest)
     say(f"revoked {model_id} (reason sha256:{digest.hex()}, tx {tx})")
 
 
@@ -273,25 +221,12 @@ Formats = Annotated[
 ]
 
 
-def open_attestor(config: Config, registry: Registry) -> tuple[AttestorContract, int] | None:
-    """The configured OutputAttestor and the block to read its events from; None when neither
-    the config nor the deployment file names one."""
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.deploy import Deployment
-
-    address = config.chain.contracts.get("OutputAttestor")
-    if address is not None:
-        return AttestorContract(registry.w3, address), 0
-    deployment = Deployment.read(config.deployment_file)
-    if deployment is None or "OutputAttestor" not in deployment.contracts:
-        return None
-    record = deployment.contracts["OutputAttestor"]
-    return AttestorContract(registry.w3, record.address), record.block
-
-
 @app.command()
 def tree(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     fmt: Formats = "text",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
@@ -303,10 +238,9 @@ def tree(
 
     if fmt not in lineage.FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of: {', '.join(lineage.FORMATS)}")
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
-    with synced_index(config, registry) as index:
+    clients = session()
+    mid = clients.resolve_id(model_id)
+    with clients.index as index:
         index.require(mid)
         family = lineage.build_family_tree(index, mid)
     if fmt == "text":
@@ -330,7 +264,10 @@ def tree(
 
 @app.command()
 def impact(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     as_json: AsJson = False,
 ) -> None:
     """What a revocation of ID affects: every descendant (how it is reached, whether it is
@@ -339,18 +276,19 @@ def impact(
     from provenance.chain.authorizations import authorized_nodes
     from provenance.chain.types import Status
 
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
-    with synced_index(config, registry) as index:
+    clients = session()
+    mid = clients.resolve_id(model_id)
+    with clients.index as index:
         focus = index.require(mid)
         affected = lineage.impact(index, mid)
         status = lineage.node_status(index, mid)
-    attestor = open_attestor(config, registry)
+    attestor = clients.attestor if clients.has_attestor else None
     nodes = (
         None
         if attestor is None
-        else authorized_nodes(attestor[0], [mid, *(a.id for a in affected)], from_block=attestor[1])
+        else authorized_nodes(
+            attestor, [mid, *(a.id for a in affected)], from_block=clients.attestor_from_block
+        )
     )
     report: dict[str, Any] = {
         "id": _hex(mid),
@@ -358,7 +296,7 @@ def impact(
         "revoked": focus.status is Status.REVOKED,
         "affected": [a.to_json() for a in affected],
         "nodes": None if nodes is None else [n.to_json() for n in nodes],
-        "attestor": None if attestor is None else attestor[0].address,
+        "attestor": None if attestor is None else attestor.address,
     }
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -11,10 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out, signer
+from provenance.cli._common import out, session
 from provenance.cli._common import say as _say
-from provenance.cli._common import tools as _tools
 
 app = typer.Typer()
 
@@ -22,9 +20,7 @@ app = typer.Typer()
 @app.command()
 def up() -> None:
     """Start the local stack (anvil, kubo, Docker engine) and deploy the contracts."""
-    from provenance.stack import Stack
-
-    stack = Stack(_config(), _tools())
+    stack = session().stack
     stack.up(_say)
     out.print(f"stack is up; state in {stack.state_dir}")
 
@@ -32,9 +28,7 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop what `provenance up` started, nothing else."""
-    from provenance.stack import Stack
-
-    stack = Stack(_config(), _tools())
+    stack = session().stack
     stopped = stack.down(_say)
     if not stopped:
         out.print("nothing to stop")
@@ -45,9 +39,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Probe the chain, IPFS, the Docker engine and the contracts."""
-    from provenance.stack import Stack
-
-    report = Stack(_config(), _tools()).status()
+    report = session().stack.status()
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     else:
@@ -117,15 +109,13 @@ def deploy(
     force: Annotated[bool, typer.Option(help="Deploy again even where code exists.")] = False,
 ) -> None:
     """Deploy the contracts to a chain (a testnet, a private chain or the local anvil)."""
-    from provenance.chain.client import connect
     from provenance.chain.deploy import ensure_deployed
 
-    config = _config()
-    url = rpc_url or config.chain.rpc_url
-    w3 = connect(url)
-    account = signer(w3, url, keystore or config.chain.keystore, password_file, "deploying")
-    target = deployment or config.deployment_file
-    result, now = ensure_deployed(w3, account, target, open_registration=not allowlist, force=force)
+    clients = session(keystore=keystore, password_file=password_file, rpc_url=rpc_url)
+    target = deployment or clients.config.deployment_file
+    result, now = ensure_deployed(
+        clients.w3, clients.signer, target, open_registration=not allowlist, force=force
+    )
     for name, record in result.contracts.items():
         verb = "deployed" if name in now else "already deployed"
         _say(
