@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from provenance.chain.tx import Transactor
     from provenance.images import DockerEngine
     from provenance.stack import Stack, Tools
-    from provenance.storage import Storage
+    from provenance.storage import Storage, StorageKind
     from provenance.verify.policy import Policy
     from provenance.verify.verifier import Verifier
 
@@ -279,11 +279,7 @@ class Session:
 
     # ------------------------------------------------------------------ signing
     def _password_value(self) -> str:
-        if self._password is None:
-            raise ConfigError(
-                "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
-            )
-        return self._password if isinstance(self._password, str) else self._password()
+        return _password_of(self._password)
 
     @cached_property
     def signer(self) -> LocalAccount:
@@ -308,24 +304,33 @@ class Session:
 
     # ------------------------------------------------------------------ storage, engine
     @cached_property
-    def storage_kind(self) -> str:
-        """``kubo``, ``gateway`` or ``local``: which backend :attr:`storage` is (the rule
-        lives with the stack's kubo service, whose status reports the same choice)."""
-        return self.stack.kubo.backend(self.stack.is_running("ipfs"))
+    def _stack_runs_kubo(self) -> bool:
+        return self.stack.is_running("ipfs")
+
+    @cached_property
+    def storage_kind(self) -> StorageKind:
+        """``kubo``, ``gateway`` or ``local``: which backend :attr:`storage` is (the rule of
+        :func:`provenance.storage.storage_kind`, with the local stack's kubo)."""
+        from provenance.storage import storage_kind
+
+        return storage_kind(self.config, lambda: self._stack_runs_kubo)
+
+    @property
+    def storage_location(self) -> str:
+        """Where :attr:`storage` is: the kubo API or gateway URL, or the local store's folder."""
+        kind = self.storage_kind
+        if kind == "kubo":
+            return self.config.ipfs.api
+        if kind == "gateway":
+            return self.config.ipfs.gateway
+        return str(self.config.ipfs_store)
 
     @cached_property
     def storage(self) -> Storage:
         """Where certificates, data and images are stored and fetched (see the module doc)."""
-        from provenance.storage import Gateway, Kubo, LocalStore
+        from provenance.storage import open_storage
 
-        ipfs, limits = self.config.ipfs, self.config.limits.value
-        store: Storage
-        if self.storage_kind == "kubo":
-            store = Kubo(ipfs.api, auth=ipfs.auth, timeout=ipfs.timeout, limits=limits)
-        elif self.storage_kind == "gateway":
-            store = Gateway(ipfs.gateway, auth=ipfs.auth, timeout=ipfs.timeout, limits=limits)
-        else:
-            store = LocalStore(self.config.ipfs_store, limits=limits)
+        store = open_storage(self.config, stack_runs_kubo=lambda: self._stack_runs_kubo)
         self._closers.append(store.close)
         return store
 
@@ -352,6 +357,40 @@ class Session:
             engine=self.engine if engine else None,
             index=self.index,
         )
+
+    # ------------------------------------------------------------------ inference nodes
+    def node_account(
+        self, model_id: bytes, keystore: Path | None = None, password: Password = None
+    ) -> LocalAccount:
+        """An inference node's signing key for ``model_id``: an encrypted ``keystore``, else on
+        a loopback dev chain a key made once and kept in the state folder (mode 0600), one per
+        chain and model; ConfigError on a remote chain without a keystore."""
+        from eth_account import Account
+
+        from provenance.chain.keys import load_keystore
+
+        if keystore is not None:
+            return load_keystore(keystore, _password_of(password))
+        if not self.on_dev_chain:
+            raise ConfigError(
+                "serving on a remote chain needs the node's keystore (--node-keystore FILE)"
+            )
+        path = self.config.state_dir / "nodes" / f"{self.chain_id}-0x{model_id.hex()}.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(Account.create().key.hex() + "\n")
+        account: LocalAccount = Account.from_key(path.read_text(encoding="utf-8").strip())
+        return account
+
+
+def _password_of(password: Password) -> str:
+    if password is None:
+        raise ConfigError(
+            "keystore password needed: --password-file or PROVENANCE_KEYSTORE_PASSWORD"
+        )
+    return password if isinstance(password, str) else password()
 
 
 def connect(

@@ -127,6 +127,9 @@ def test_parent_and_child_from_the_cli(
     assert tree["children"] == [
         {"id": beta["id"], "relation": "transfer", "status": "tainted", "children": []}
     ]
+    affected = cli_json(cli_env, "impact", str(alpha["id"])[:12])  # a unique prefix
+    assert affected["id"] == alpha["id"] and affected["revoked"] is True
+    assert [a["id"] for a in affected["affected"]] == [beta["id"]]
     text = run_cli("tree", str(beta["id"]), env={**cli_env, "COLUMNS": "200"})
     assert text.returncode == 0
     assert "tainted" in text.stdout and "← transfer" in text.stdout and "revoked" in text.stdout
@@ -148,7 +151,17 @@ def test_cli_errors_are_one_line(stack: Stack, cli_env: dict[str, str], tmp_path
             ("register", str(tmp_path / "missing.json")),
             f"error: certificate {tmp_path / 'missing.json'} does not exist",
         ),
-        (("show", "0x1234"), "error: model id must be 32 bytes, got 2"),
+        (
+            ("show", "0x1234"),
+            "error: model id '0x1234' is neither 0x + 64 hex digits nor a prefix of at least 8 "
+            "hex digits",
+        ),
+        (("show", "0xabababab"), "error: no registered model id starts with 0xabababab"),
+        (
+            ("revoke", "0xabababab", "--reason", "x"),
+            "error: no registered model id starts with 0xabababab",
+        ),
+        (("impact", "0x" + "ab" * 31), f"error: no registered model id starts with 0x{'ab' * 31}"),
         (
             ("show", "0x" + "ab" * 32),
             f"error: model 0x{'ab' * 32} is not registered on chain 31337",

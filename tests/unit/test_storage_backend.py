@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from provenance.config import load_config
-from provenance.storage import Kubo, LocalStore, cid_of_path, open_storage
+from provenance.storage import Gateway, Kubo, LocalStore, cid_of_path, open_storage, storage_kind
 
 PROVENANCE = Path(sys.executable).parent / "provenance"
+
+
+KINDS = {"kubo": Kubo, "gateway": Gateway, "local": LocalStore}
 
 
 @pytest.mark.parametrize(
@@ -23,7 +26,9 @@ PROVENANCE = Path(sys.executable).parent / "provenance"
         ("", {}, "local"),
         ('[ipfs]\napi = "http://127.0.0.1:5001"\n', {}, "kubo"),
         ("", {"PROVENANCE_IPFS_API": "http://ipfs.example.invalid:5001"}, "kubo"),
-        ('[ipfs]\ngateway = "http://127.0.0.1:8081"\n', {}, "local"),
+        ('[ipfs]\ngateway = "http://127.0.0.1:8081"\n', {}, "gateway"),
+        ("", {"PROVENANCE_IPFS_GATEWAY": "http://127.0.0.1:8081"}, "gateway"),
+        ('[ipfs]\napi = "http://127.0.0.1:5001"\ngateway = "http://127.0.0.1:8081"\n', {}, "kubo"),
         ('[ipfs]\napi = "http://127.0.0.1:5001"\nbackend = "local"\n', {}, "local"),
         ("", {"PROVENANCE_IPFS_BACKEND": "kubo"}, "kubo"),
     ],
@@ -31,20 +36,36 @@ PROVENANCE = Path(sys.executable).parent / "provenance"
 def test_backend_rule(tmp_path: Path, toml: str, env: dict[str, str], backend: str) -> None:
     (tmp_path / "provenance.toml").write_text(f'state_dir = "state"\n{toml}')
     config = load_config(env, cwd=tmp_path)
-    assert config.ipfs_backend == backend
-    storage = open_storage(config)
-    assert isinstance(storage, Kubo if backend == "kubo" else LocalStore)
-    storage.close()
+    assert storage_kind(config) == backend
+    with open_storage(config) as storage:
+        assert type(storage) is KINDS[backend]
 
 
 def test_auto_uses_the_kubo_the_local_stack_runs(tmp_path: Path) -> None:
-    (tmp_path / "provenance.toml").write_text('state_dir = "state"\n')
+    (tmp_path / "provenance.toml").write_text(
+        'state_dir = "state"\n[ipfs]\ngateway = "http://127.0.0.1:8081"\n'
+    )
     config = load_config({}, cwd=tmp_path)
+    assert storage_kind(config, lambda: True) == "kubo"  # before an explicit gateway
     with open_storage(config, stack_runs_kubo=True) as storage:
         assert isinstance(storage, Kubo)
     forced = load_config({"PROVENANCE_IPFS_BACKEND": "local"}, cwd=tmp_path)
     with open_storage(forced, stack_runs_kubo=True) as storage:
         assert isinstance(storage, LocalStore)
+
+
+def test_the_stack_is_asked_only_when_the_config_leaves_it_open(tmp_path: Path) -> None:
+    (tmp_path / "provenance.toml").write_text(
+        'state_dir = "state"\n[ipfs]\napi = "http://127.0.0.1:5001"\n'
+    )
+
+    def never() -> bool:
+        raise AssertionError("the stack was asked")
+
+    assert storage_kind(load_config({}, cwd=tmp_path), never) == "kubo"
+    assert storage_kind(load_config({"PROVENANCE_IPFS_BACKEND": "local"}, cwd=tmp_path), never) == (
+        "local"
+    )
 
 
 def test_local_store_folder(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""What every command module shares: consoles, the configuration, the tool search path."""
+"""What every command module shares: consoles, the configuration, and the one way to get
+clients: :func:`session`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,11 +18,8 @@ from provenance.errors import ConfigError
 from provenance.untrusted import printable
 
 if TYPE_CHECKING:  # imported where used: `provenance --help` starts without web3 or pydantic
-    from eth_account.signers.local import LocalAccount
-    from web3 import Web3
-
     from provenance.config import Config
-    from provenance.stack import Tools
+    from provenance.session import Session
 
 
 class _Console(Console):
@@ -79,16 +77,6 @@ def shown(text: object) -> str:
     return escape(printable(text))
 
 
-def tools() -> Tools:
-    from provenance.stack import Tools
-
-    # The setup script links anvil and ipfs into the virtual environment's bin folder, and
-    # builds them into .tools/bin; look there before PATH.
-    here = Path(sys.executable).parent
-    folders = [here, Path(sys.prefix) / "bin"]
-    return Tools(search_path=tuple(dict.fromkeys(folders)), path_env=os.environ.get("PATH"))
-
-
 def say(message: str) -> None:
     out.print(f"[green]\u2714[/] {message}", soft_wrap=True)
 
@@ -112,15 +100,32 @@ def password(password_file: Path | None) -> str:
     return getpass.getpass("keystore password: ")
 
 
-def signer(
-    w3: Web3, rpc_url: str, keystore: Path | None, password_file: Path | None, what: str
-) -> LocalAccount:
-    """The account that signs: an encrypted keystore, else anvil's dev account on a dev node."""
-    from provenance.chain.keys import dev_account, load_keystore
-    from provenance.config import is_loopback_url
+def session(
+    *,
+    keystore: Path | None = None,
+    password_file: Path | None = None,
+    trust: Iterable[str] | None = None,
+    attestor: str | None = None,
+    rpc_url: str | None = None,
+    **options: Any,
+) -> Session:
+    """The :class:`~provenance.session.Session` a command works with: the configuration
+    (:func:`config`) and the command's flags. The keystore (``keystore``, else ``[chain]
+    keystore``) is opened only when a key is needed, and only then is its password read
+    (:func:`password`: ``password_file``, the environment, or a prompt). ``options`` are the
+    Session's (``registry``, ``chain_id``, ``data_sources``, ``fetch_timeout``, ...);
+    ``rpc_url`` replaces ``[chain] rpc_url`` (``deploy --rpc-url``)."""
+    from provenance.session import Session
 
-    if keystore is not None:
-        return load_keystore(keystore, password(password_file))
-    if is_loopback_url(rpc_url):
-        return dev_account(w3)
-    raise ConfigError(f"{what} on a remote chain needs --keystore FILE (or PROVENANCE_KEYSTORE)")
+    loaded = config()
+    if rpc_url is not None:
+        chain = loaded.chain.model_copy(update={"rpc_url": rpc_url})
+        loaded = loaded.model_copy(update={"chain": chain})
+    return Session(
+        loaded,
+        keystore=keystore,
+        password=lambda: password(password_file),
+        trust=trust or (),
+        attestor=attestor,
+        **options,
+    )

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import err
-from provenance.cli._common import tools as _tools
+from provenance.cli._common import err, session
 from provenance.errors import ConfigError
 
 app = typer.Typer()
@@ -80,29 +77,15 @@ def verify_output(
     (or --receipt-only): without its output it proves nothing about which output was
     attested. Exit 1 with one line on failure."""
     from provenance.cli.verify import render
-    from provenance.verify.policy import policy_from_config
     from provenance.verify.verifier import Verifier, read_receipt_file
 
-    config = _config()
-    policy = policy_from_config(config, trust=trust or [], attestor=attestor, fetch_data=False)
-    input_data = _read(input_file, "input")
-    output_data = _read(output_file, "output")
-    # the file is read (bounded) before any service is asked: bad input needs no chain
-    data = read_receipt_file(receipt_file, policy.max_receipt_bytes)
-    with ExitStack() as stack:
-        if offline:
-            verifier = Verifier(policy, registry=None, storage=None)
-        else:
-            from provenance.cli.registry import open_registry
-            from provenance.stack import Stack
-            from provenance.storage import open_storage
-
-            registry = open_registry(config)
-            storage = open_storage(
-                config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs")
-            )
-            stack.callback(storage.close)
-            verifier = Verifier(policy, registry=registry, storage=storage)
+    with session(trust=trust, attestor=attestor, fetch_data=False) as clients:
+        policy = clients.policy
+        input_data = _read(input_file, "input")
+        output_data = _read(output_file, "output")
+        # the file is read (bounded) before any service is asked: bad input needs no chain
+        data = read_receipt_file(receipt_file, policy.max_receipt_bytes)
+        verifier = Verifier(policy, registry=None, storage=None) if offline else clients.verifier()
         report = verifier.receipt(
             data,
             input_data,

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from provenance.manifest import DatasetOpening, DatasetRecord
 
 from provenance.cli._common import config as _config
-from provenance.cli._common import err, out, password, say, shown
+from provenance.cli._common import err, out, say, shown
+from provenance.cli._common import session as _session
 from provenance.errors import CertificateError, ConfigError
 
 app = typer.Typer()
@@ -160,7 +161,6 @@ def run(
     from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
     from provenance.capture.runner import certify_command, run_traced
     from provenance.capture.tracker import Run, parse_parent, slug
-    from provenance.session import Session
 
     config = _config()
     parents = [parse_parent(p) for p in parent or []]
@@ -176,7 +176,7 @@ def run(
     storing = (registering or publish_data) if store is None else store
     if publish_data and not storing:
         raise ConfigError("--publish-data stores the training data: it cannot go with --no-store")
-    session = Session(config, keystore=keystore, password=lambda: password(password_file))
+    session = _session(keystore=keystore, password_file=password_file)
     account = None
     if registering or keystore or config.chain.keystore:
         account = session.signer

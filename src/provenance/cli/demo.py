@@ -25,19 +25,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import err, out
-from provenance.cli._common import tools as _tools
-from provenance.cli.registry import open_registry
+from provenance.cli._common import err, out, session
 from provenance.errors import ConfigError
 
 if TYPE_CHECKING:  # the demo imports scikit-learn and pandas: only when it runs
     from provenance.demo.report import Advance
 
 app = typer.Typer()
-
-ALICE_ACCOUNT, MALLORY_ACCOUNT = 1, 3
-"""anvil dev accounts (from its public mnemonic) playing Alice and Mallory."""
 
 
 class RichNarrator:
@@ -120,53 +114,25 @@ def demo(
     """Run the story on the local stack: train, certify, register, package, serve and verify
     two models, then the paper's five attacks, each caught by a named check. Exit 0 only when
     all five are detected."""
-    from provenance.chain.client import connect
-    from provenance.chain.deploy import Deployment
-    from provenance.chain.keys import dev_account
     from provenance.demo import Setup, attack_table, run_demo
     from provenance.images import default_rootfs
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
 
-    config = _config()
-    stack = Stack(config, _tools())
-    report = stack.status()
+    clients = session()
+    report = clients.stack.status()
     parts = ("chain", "ipfs", "contracts") + (() if skip_images else ("docker",))
     if down := report.problems(parts):
         raise ConfigError(
             f"the stack is not ready ({'; '.join(down)}); start it with `provenance up`"
         )
-    registry = open_registry(config)
-    w3 = connect(config.chain.rpc_url)
-    attestor = config.chain.contracts.get("OutputAttestor")
-    if attestor is None:
-        deployment = Deployment.read(config.deployment_file)
-        if deployment is None or "OutputAttestor" not in deployment.contracts:
-            raise ConfigError(
-                f"no OutputAttestor deployed or configured (deployment file {config.deployment_file}); "
-                "run `provenance up`"
-            )
-        attestor = deployment.contracts["OutputAttestor"].address
-    storage = open_storage(config, stack_runs_kubo=stack.is_running("ipfs"))
-    setup = Setup(
-        w3=w3,
-        registry_address=registry.address,
-        registry_from_block=registry.from_block,
-        attestor_address=attestor,
-        storage=storage,
-        docker_host=None if skip_images else stack.docker_host(),
+    setup = Setup.from_session(
+        clients,
+        _run_folder(work_dir or clients.config.state_dir / "demo"),
+        images=not skip_images,
         base_rootfs=default_rootfs(Path(sys.prefix)),
-        work_dir=_run_folder(work_dir or config.state_dir / "demo"),
-        alice=dev_account(w3, ALICE_ACCOUNT),
-        mallory=dev_account(w3, MALLORY_ACCOUNT),
-        auditor=dev_account(w3, 0),  # the deployer: the registry's admin on the local stack
-        bob=dev_account(w3, 2),
     )
     console = err if as_json else out
-    try:
+    with clients:
         summary = run_demo(setup, RichNarrator(console))
-    finally:
-        storage.close()
     console.print()
     console.print(attack_table(summary))
     for key, what in (

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import err
-from provenance.cli._common import tools as _tools
+from provenance.cli._common import err, session
 
 app = typer.Typer()
 
@@ -22,29 +20,16 @@ def explorer(
     family tree and output attestations, at http://HOST:PORT/."""
     import uvicorn
 
-    from provenance.cli.registry import open_attestor, open_registry, synced_index
     from provenance.server.explorer import create_explorer_app
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
-    from provenance.verify.policy import policy_from_config
 
-    config = _config()
-    policy = policy_from_config(config)  # the verification tab checks the config's trust roots
-    registry = open_registry(config)
-    index = synced_index(config, registry)
-    storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
-    attestor = open_attestor(config, registry)
-    app_ = create_explorer_app(
-        registry,
-        index,
-        storage,
-        None if attestor is None else attestor[0],
-        attestor_from_block=0 if attestor is None else attestor[1],
-        policy=policy,
-    )
-    err.print(f"explorer at http://{host}:{port}/ (Ctrl-C stops it)", highlight=False)
-    try:
+    with session() as clients:  # the verification tab checks the config's trust roots
+        app_ = create_explorer_app(
+            clients.registry,
+            clients.index,
+            clients.storage,
+            clients.attestor if clients.has_attestor else None,
+            attestor_from_block=clients.attestor_from_block if clients.has_attestor else 0,
+            policy=clients.policy,
+        )
+        err.print(f"explorer at http://{host}:{port}/ (Ctrl-C stops it)", highlight=False)
         uvicorn.run(app_, host=host, port=port, log_level="warning")
-    finally:
-        storage.close()
-        index.close()

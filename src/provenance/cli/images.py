@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,12 +17,9 @@ import typer
 
 if TYPE_CHECKING:
     from provenance.certificate import Certificate
-    from provenance.images import DockerEngine, ImageRecord, LocalImage
-    from provenance.storage import Storage
+    from provenance.images import ImageRecord, LocalImage
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import say
-from provenance.cli._common import tools as _tools
+from provenance.cli._common import say, session
 from provenance.errors import ImageError
 from provenance.untrusted import loads_json
 
@@ -32,28 +27,6 @@ app = typer.Typer(
     help="Docker images of models, moved through IPFS and checked by image id.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _engine() -> Iterator[DockerEngine]:
-    from provenance.images import DockerEngine
-    from provenance.stack import Stack
-
-    with DockerEngine(Stack(_config(), _tools()).docker_host()) as engine:
-        yield engine
-
-
-@contextmanager
-def _storage() -> Iterator[Storage]:
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
-
-    config = _config()
-    storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
-    try:
-        yield storage
-    finally:
-        storage.close()
 
 
 def _certificate(path: Path | None) -> Certificate | None:
@@ -125,14 +98,12 @@ def build(
 
     base = base or BASE_IMAGE
     body = _certificate(certificate)
-    with _engine() as engine:
+    with session() as clients:
+        engine = clients.engine
         if base == BASE_IMAGE:
             ensure_base_image(engine, base_rootfs or default_rootfs(Path(sys.prefix)), base)
         image = build_model_image(engine, model, certificate=body, tag=tag, base=base)
-        record = None
-        if push:
-            with _storage() as storage:
-                record = push_to_ipfs(engine, image.id, storage)
+        record = push_to_ipfs(engine, image.id, clients.storage) if push else None
     if as_json:
         _write_json(_image_json(image, record))
         return
@@ -149,8 +120,8 @@ def push(
     """Stream `docker save` of an image into IPFS; prints the archive's CID."""
     from provenance.images import push_to_ipfs
 
-    with _engine() as engine, _storage() as storage:
-        record = push_to_ipfs(engine, image, storage)
+    with session() as clients:
+        record = push_to_ipfs(clients.engine, image, clients.storage)
     if as_json:
         _write_json(record.model_dump(mode="json", exclude_none=True))
     else:
@@ -167,8 +138,8 @@ def pull(
     """Fetch an image archive (verified against its CID), load it, check its image id."""
     from provenance.images import pull_from_ipfs
 
-    with _engine() as engine, _storage() as storage:
-        image = pull_from_ipfs(engine, storage, cid, expect, tag=tag)
+    with session() as clients:
+        image = pull_from_ipfs(clients.engine, clients.storage, cid, expect, tag=tag)
     if as_json:
         _write_json(_image_json(image))
     else:
@@ -201,12 +172,12 @@ def run(
     except OSError as exc:
         raise ImageError(f"cannot read the request {request}: {exc.strerror}") from None
     instances = loads_json(raw, what="the request", error=ImageError)
-    with _engine() as engine:
+    with session() as clients:
+        engine = clients.engine
         if expect is not None and engine.has(expect):
             image = expect
         else:
-            with _storage() as storage:
-                image = pull_from_ipfs(engine, storage, cid, expect).id
+            image = pull_from_ipfs(engine, clients.storage, cid, expect).id
         predictions = run_prediction(engine, image, instances, method=method)
     sys.stdout.write(json.dumps({"predictions": predictions}) + "\n")
 
@@ -221,6 +192,6 @@ def verify(
     from provenance.images import verify_model_image
 
     body = body_of(load_certificate(certificate))
-    with _engine() as engine:
-        verify_model_image(engine, image, body.model.digest)
+    with session() as clients:
+        verify_model_image(clients.engine, image, body.model.digest)
     say(f"{image} holds model {body.model.digest}")

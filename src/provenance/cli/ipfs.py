@@ -1,7 +1,8 @@
 """Commands for content storage: ``provenance ipfs add / get / export / import``.
 
-The backend is the configured one (``[ipfs] backend``; by default kubo when ``[ipfs] api`` is
-set or the local stack runs kubo, else the local store). CIDs are the same either way; every retrieval is verified.
+The backend is the session's (:attr:`provenance.session.Session.storage`: kubo when ``[ipfs]
+api`` is set or the local stack runs kubo, else a read-only gateway when ``[ipfs] gateway`` is
+set, else the local store). CIDs are the same either way; every retrieval is verified.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import err
+from provenance.cli._common import err, session
 from provenance.cli._common import say as _say
-from provenance.cli._common import tools as _tools
 from provenance.errors import StorageError
 
 if TYPE_CHECKING:
-    from provenance.storage import Storage
     from provenance.storage.protocol import Progress as Advance
 
 
@@ -41,19 +39,6 @@ app = typer.Typer(
 
 LARGE = 16 << 20
 """Transfers from this size on show a progress bar (on a terminal)."""
-
-
-@contextmanager
-def _storage() -> Iterator[Storage]:
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
-
-    config = _config()
-    storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
-    try:
-        yield storage
-    finally:
-        storage.close()
 
 
 @contextmanager
@@ -98,12 +83,9 @@ def add(
     if only_hash:
         cid = cid_of_path(path)
     else:
-        config = _config()
-        with _storage() as storage, _progress("adding", size) as progress:
-            cid = storage.put_path(path, progress=progress)
-        backend = config.ipfs_backend
-        location = config.ipfs.api if backend == "kubo" else str(config.ipfs_store)
-        stored_in = {"backend": backend, "location": location}
+        with session() as clients, _progress("adding", size) as progress:
+            cid = clients.storage.put_path(path, progress=progress)
+            stored_in = {"backend": clients.storage_kind, "location": clients.storage_location}
     if as_json:
         report = {"cid": cid, "path": str(path), "size": size, "stored_in": stored_in}
         sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
@@ -119,8 +101,8 @@ def get(
     ],
 ) -> None:
     """Fetch a file or directory, verifying every block against its CID."""
-    with _storage() as storage, _progress("getting", None) as progress:
-        storage.get_path(cid, output, progress=progress)
+    with session() as clients, _progress("getting", None) as progress:
+        clients.storage.get_path(cid, output, progress=progress)
     _say(f"wrote {output}")
 
 
@@ -130,8 +112,8 @@ def export_car(
     output: Annotated[Path, typer.Option("-o", "--output", help="The CAR file to write.")],
 ) -> None:
     """Write a DAG as a CAR v1 file (what `ipfs dag import` reads), verifying every block."""
-    with _storage() as storage, _progress("exporting", None) as progress:
-        storage.export_car(cid, output, progress=progress)
+    with session() as clients, _progress("exporting", None) as progress:
+        clients.storage.export_car(cid, output, progress=progress)
     _say(f"wrote {output}")
 
 
@@ -142,6 +124,6 @@ def import_car(
     """Store the blocks of a CAR file (each verified first) and pin its roots; prints them."""
     if not car.is_file():
         raise StorageError(f"{car} does not exist")
-    with _storage() as storage, _progress("importing", car.stat().st_size) as progress:
-        roots = storage.import_car(car, progress=progress)
+    with session() as clients, _progress("importing", car.stat().st_size) as progress:
+        roots = clients.storage.import_car(car, progress=progress)
     sys.stdout.write("".join(root + "\n" for root in roots))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import out, say
-from provenance.cli.roles import AsJson, PasswordFile, account_address, session
+from provenance.cli._common import out, say, session
+from provenance.cli.roles import AsJson, PasswordFile, account_address
 from provenance.errors import ChainError, ConfigError
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def authorize(
     """Authorise a node to attest outputs of a registered, active model."""
     address = account_address(node)
     image = _image_id(image_id)
-    with session(keystore, password_file) as s:
+    with session(keystore=keystore, password_file=password_file) as s:
         model_id = s.resolve_id(model)
         registration, _ = registration_of(s, model_id)
         attestor, _ = _sending_attestor(s, model_id)
@@ -121,7 +121,7 @@ def deauthorize(
 ) -> None:
     """Withdraw a node's authorisation for a model (its later outputs are no longer valid)."""
     address = account_address(node)
-    with session(keystore, password_file) as s:
+    with session(keystore=keystore, password_file=password_file) as s:
         model_id = s.resolve_id(model)
         attestor, _ = _sending_attestor(s, model_id)
         digest, _image = attestor.authorization(model_id, address)

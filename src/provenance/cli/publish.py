@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from provenance.cli._common import config as _config
 from provenance.cli._common import out, say, shown
+from provenance.cli._common import session as _session
 
 app = typer.Typer()
 
@@ -41,10 +41,9 @@ def publish_command(
     Nothing is changed in the certificate: a signed one keeps its digest and model id."""
     from provenance.capture.publish import publish
     from provenance.certificate import body_of, load_certificate
-    from provenance.session import Session
 
     document = load_certificate(certificate)
-    with Session(_config()) as session:
+    with _session() as session:
         done = publish(
             document,
             storage=session.storage,

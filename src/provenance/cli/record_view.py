@@ -20,7 +20,7 @@ from provenance.untrusted import printable
 if TYPE_CHECKING:
     from provenance.chain.index import IndexedModel
     from provenance.chain.types import ModelRecord
-    from provenance.config import Config
+    from provenance.session import Session
     from provenance.storage import Storage
 
 MAX_REASON = 16 * 1024
@@ -47,24 +47,19 @@ most the configured timeout): a name that does not come in time is shown as unkn
 
 
 @contextmanager
-def reader(config: Config) -> Iterator[Reader]:
+def reader(session: Session) -> Iterator[Reader]:
     """The configuration's storage for reading (the stack's kubo, a gateway, or the local
     store: :attr:`provenance.session.Session.storage`); a gateway with a timeout of at most
     :data:`READ_TIMEOUT`."""
-    from provenance.session import Session
-
-    with Session(config) as session:
-        if session.storage_kind != "gateway":
-            yield Reader(session.storage, False)
-            return
-        from provenance.storage import Gateway
-
-        ipfs = config.ipfs
-        timeout = min(ipfs.timeout, READ_TIMEOUT)
-        with Gateway(
-            ipfs.gateway, auth=ipfs.auth, timeout=timeout, limits=config.limits.value
-        ) as gw:
-            yield Reader(gw, True)
+    if session.storage_kind != "gateway":
+        yield Reader(session.storage, False)
+        return
+    ipfs = session.config.ipfs
+    view = session.storage.with_timeout(min(ipfs.timeout, READ_TIMEOUT))
+    try:
+        yield Reader(view, True)
+    finally:
+        view.close()
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -156,19 +151,17 @@ def confirm_revocation(model_id: str, reason: str | None, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-def store_reason(config: Config, text: bytes, digest: bytes) -> str | None:
+def store_reason(session: Session, text: bytes, digest: bytes) -> str | None:
     """Put the reason's text in IPFS (one raw block: its CID follows from ``digest``); its CID,
     or None with a warning when it cannot be stored (the revocation goes ahead: only the
     digest goes on chain, and the text can be stored later)."""
     from provenance.certificate import raw_block_cid
-    from provenance.session import Session
 
     expected = raw_block_cid(digest)
     try:
-        with Session(config) as session:
-            if session.storage_kind == "gateway":
-                raise ConfigError("the configured storage is a read-only gateway")
-            cid = session.storage.put_bytes(text)
+        if session.storage_kind == "gateway":
+            raise ConfigError("the configured storage is a read-only gateway")
+        cid: str = session.storage.put_bytes(text)
     except ProvenanceError as exc:
         err.print(
             f"[yellow]warning:[/] the reason's text is not stored in IPFS ({shown(exc)}); only "

@@ -13,15 +13,10 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.index import LineageIndex
-    from provenance.chain.registry import Registry
-    from provenance.config import Config
     from provenance.registration import Registration
     from provenance.session import Session
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out, say, shown, signer
+from provenance.cli._common import out, say, session, shown
 from provenance.cli.record_view import (
     MAX_REASON,
     confirm_revocation,
@@ -45,51 +40,6 @@ PasswordFile = Annotated[
     typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
-
-
-def open_registry(
-    config: Config, transactor_for: tuple[Path | None, Path | None] | None = None
-) -> Registry:
-    """The configured registry; with ``transactor_for`` (keystore, password file) it can write."""
-    from provenance.chain.client import connect
-    from provenance.chain.deploy import Deployment
-    from provenance.chain.registry import Registry
-    from provenance.chain.tx import Transactor
-
-    w3 = connect(config.chain.rpc_url)
-    address = config.chain.contracts.get("ModelRegistry")
-    from_block = 0
-    if address is None:
-        deployment = Deployment.read(config.deployment_file)
-        if deployment is None or "ModelRegistry" not in deployment.contracts:
-            raise ConfigError(
-                f"no ModelRegistry deployed or configured (deployment file {config.deployment_file}); "
-                "run `provenance up` or `provenance deploy`"
-            )
-        if deployment.chain_id != w3.eth.chain_id:
-            raise ConfigError(
-                f"deployment file {config.deployment_file} is for chain {deployment.chain_id}, but "
-                f"the RPC serves chain {w3.eth.chain_id}"
-            )
-        address = deployment.contracts["ModelRegistry"].address
-        from_block = deployment.contracts["ModelRegistry"].block
-    transactor = None
-    if transactor_for is not None:
-        keystore, password_file = transactor_for
-        account = signer(
-            w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "sending"
-        )
-        transactor = Transactor(w3, account)
-    return Registry(w3, address, transactor, from_block=from_block)
-
-
-def synced_index(config: Config, registry: Registry) -> LineageIndex:
-    from provenance.chain.index import LineageIndex
-
-    path = config.state_dir / "index" / f"{registry.w3.eth.chain_id}-{registry.address}.sqlite"
-    index = LineageIndex(path)
-    index.sync(registry)
-    return index
 
 
 def certificate_registration(
@@ -155,12 +105,6 @@ def certificate_creator(document: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def _id(text: str) -> bytes:
-    from provenance.registration import as_bytes32
-
-    return as_bytes32(text, "model id")
-
-
 def _hex(b: bytes | None) -> str | None:
     return None if b is None else "0x" + b.hex()
 
@@ -187,13 +131,10 @@ def register(
 
     The model id binds its registrant, and verifiers accept only the creator's registration:
     a certificate that names a creator is registered with the creator's keystore only."""
-    from provenance.cli._common import password
-    from provenance.session import Session
 
     registration, document = certificate_registration(certificate, acknowledge_revoked_parents)
-    session = Session(_config(), keystore=keystore, password=lambda: password(password_file))
-    with session:
-        registry = session.registry_for()
+    with session(keystore=keystore, password_file=password_file) as clients:
+        registry = clients.registry_for()
         creator = certificate_creator(document, certificate)
         if creator is not None and creator.lower() != (registry.sender or "").lower():
             raise ConfigError(
@@ -201,7 +142,7 @@ def register(
                 f"{registry.sender}: register it with the creator's keystore (--keystore or "
                 "PROVENANCE_KEYSTORE), so the model id binds the creator"
             )
-        cids = _publish_certificate(session, document, certificate) if publish else None
+        cids = _publish_certificate(clients, document, certificate) if publish else None
         done = registry.register(registration)
     result = {
         "id": _hex(done.id),
@@ -209,7 +150,7 @@ def register(
         "certificate_digest": "sha256:" + registration.certificate_digest.hex(),
         "cid": cids[0] if cids else None,
         "envelope_cid": cids[1] if cids else None,
-        "storage": session.storage_kind if cids else None,
+        "storage": clients.storage_kind if cids else None,
         "transaction": done.transaction,
         "block": done.block,
         "already_registered": done.already,
@@ -219,7 +160,7 @@ def register(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     if cids is not None:
-        say(f"stored the certificate: ipfs://{cids[0]} ({session.storage_kind})")
+        say(f"stored the certificate: ipfs://{cids[0]} ({clients.storage_kind})")
     if done.already:
         say(f"already registered by {done.registrant}: {result['id']}")
     else:
@@ -265,22 +206,24 @@ def _publish_certificate(
 
 @app.command()
 def show(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     as_json: AsJson = False,
 ) -> None:
     """Show a model's on-chain record, its name (from its certificate in IPFS), parents and
     children, when it was registered, and why it was revoked."""
     from provenance import lineage
 
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
+    clients = session()
+    registry = clients.registry
+    mid = clients.resolve_id(model_id)
     record = registry.record(mid)
     if not record.exists:
-        raise ProvenanceError(
-            f"model {model_id} is not registered on chain {registry.w3.eth.chain_id}"
-        )
-    with synced_index(config, registry) as index, _reader(config) as read:
+        raise ProvenanceError(f"model {model_id} is not registered on chain {clients.chain_id}")
+    with clients, _reader(clients) as read:
+        index = clients.index
         indexed = index.require(mid)
         parents = [(p.id, p.relation.label) for p in index.parents(mid)]
         children = [(c, r.label) for c, r in index.children(mid)]
@@ -310,7 +253,10 @@ def show(
 
 @app.command()
 def revoke(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     reason: Annotated[
         str,
         typer.Option(
@@ -342,11 +288,12 @@ def revoke(
                 "elsewhere and give its sha256: digest"
             ) from None
         digest = hashlib.sha256(text).digest()
-    confirm_revocation(model_id, reason if text is not None else None, yes)
-    config = _config()
-    registry = open_registry(config, (keystore, password_file))
-    stored = None if text is None else store_reason(config, text, digest)
-    tx = registry.revoke(_id(model_id), digest)
+    with session(keystore=keystore, password_file=password_file) as clients:
+        mid = clients.resolve_id(model_id)
+        confirm_revocation(model_id, reason if text is not None else None, yes)
+        registry = clients.registry_for()
+        stored = None if text is None else store_reason(clients, text, digest)
+        tx = registry.revoke(mid, digest)
     where = f", text in IPFS {stored}" if stored else ""
     say(f"revoked {model_id} (reason sha256:{digest.hex()}{where}, tx {tx})")
 
@@ -357,25 +304,12 @@ Formats = Annotated[
 ]
 
 
-def open_attestor(config: Config, registry: Registry) -> tuple[AttestorContract, int] | None:
-    """The configured OutputAttestor and the block to read its events from; None when neither
-    the config nor the deployment file names one."""
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.deploy import Deployment
-
-    address = config.chain.contracts.get("OutputAttestor")
-    if address is not None:
-        return AttestorContract(registry.w3, address), 0
-    deployment = Deployment.read(config.deployment_file)
-    if deployment is None or "OutputAttestor" not in deployment.contracts:
-        return None
-    record = deployment.contracts["OutputAttestor"]
-    return AttestorContract(registry.w3, record.address), record.block
-
-
 @app.command()
 def tree(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     fmt: Formats = "text",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
@@ -388,17 +322,17 @@ def tree(
 
     if fmt not in lineage.FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of: {', '.join(lineage.FORMATS)}")
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
-    with synced_index(config, registry) as index, _reader(config) as read:
+    clients = session()
+    mid = clients.resolve_id(model_id)
+    with clients, _reader(clients) as read:
+        index = clients.index
         index.require(mid)
         family = lineage.build_family_tree(index, mid)
         ids = [n.id for n in family.nodes]
         digests = lineage.tree_certificate_digests(index, ids)
         names = lineage.certificate_names(read.storage, digests, fetch_missing=read.fetch)
         family = family.with_names(names).with_times(
-            {m: registry.record(m).registered_at for m in ids}
+            {m: clients.registry.record(m).registered_at for m in ids}
         )
     if fmt == "text":
         if output is None:
@@ -423,7 +357,10 @@ def tree(
 
 @app.command()
 def impact(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="Model id (0x...) or a unique prefix of 8+ hex digits."),
+    ],
     as_json: AsJson = False,
 ) -> None:
     """What a revocation of ID affects: every descendant (how it is reached, whether it is
@@ -432,18 +369,19 @@ def impact(
     from provenance.chain.authorizations import authorized_nodes
     from provenance.chain.types import Status
 
-    config = _config()
-    registry = open_registry(config)
-    mid = _id(model_id)
-    with synced_index(config, registry) as index:
+    clients = session()
+    mid = clients.resolve_id(model_id)
+    with clients.index as index:
         focus = index.require(mid)
         affected = lineage.impact(index, mid)
         status = lineage.node_status(index, mid)
-    attestor = open_attestor(config, registry)
+    attestor = clients.attestor if clients.has_attestor else None
     nodes = (
         None
         if attestor is None
-        else authorized_nodes(attestor[0], [mid, *(a.id for a in affected)], from_block=attestor[1])
+        else authorized_nodes(
+            attestor, [mid, *(a.id for a in affected)], from_block=clients.attestor_from_block
+        )
     )
     report: dict[str, Any] = {
         "id": _hex(mid),
@@ -451,7 +389,7 @@ def impact(
         "revoked": focus.status is Status.REVOKED,
         "affected": [a.to_json() for a in affected],
         "nodes": None if nodes is None else [n.to_json() for n in nodes],
-        "attestor": None if attestor is None else attestor[0].address,
+        "attestor": None if attestor is None else attestor.address,
     }
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out, password, say
+from provenance.cli._common import out, say, session
 from provenance.errors import ChainError, ConfigError
 
 if TYPE_CHECKING:
@@ -55,13 +54,6 @@ PasswordFile = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 
-def session(keystore: Path | None = None, password_file: Path | None = None) -> Session:
-    """The CLI's session: its config, and a keystore whose password is asked only when used."""
-    from provenance.session import Session
-
-    return Session(_config(), keystore=keystore, password=lambda: password(password_file))
-
-
 def account_address(text: str) -> str:
     """An address given as such, or read from a keystore file."""
     from eth_utils.address import is_address, to_checksum_address
@@ -91,7 +83,7 @@ def _admin_registry(s: Session) -> Registry:
 
 def _change(role: Role, account: str, grant: bool, keystore: Path | None, pw: Path | None) -> None:
     address = account_address(account)
-    with session(keystore, pw) as s:
+    with session(keystore=keystore, password_file=pw) as s:
         registry = _admin_registry(s)
         holds = registry.has_role(role.value, address)
         if holds == grant:

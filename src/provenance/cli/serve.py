@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
-    from provenance.config import Config
-
-
-from provenance.cli._common import config as _config
-from provenance.cli._common import err, password, say, signer
-from provenance.cli._common import tools as _tools
+from provenance.cli._common import err, password, say, session
 from provenance.errors import ConfigError, PolicyError
 
 app = typer.Typer()
-
-
-def node_account(
-    config: Config, chain_id: int, model_id: bytes, keystore: Path | None, pw: Path | None
-) -> LocalAccount:
-    """The node's signing key: an encrypted keystore, or on a local dev chain a key made once
-    and kept in the state dir (mode 0600), one per model."""
-    from eth_account import Account
-
-    from provenance.chain.keys import load_keystore
-    from provenance.config import is_loopback_url
-
-    if keystore is not None:
-        return load_keystore(keystore, password(pw))
-    if not is_loopback_url(config.chain.rpc_url):
-        raise ConfigError("serving on a remote chain needs --node-keystore FILE (the node's key)")
-    path = config.state_dir / "nodes" / f"{chain_id}-0x{model_id.hex()}.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(Account.create().key.hex() + "\n")
-    account: LocalAccount = Account.from_key(path.read_text(encoding="utf-8").strip())
-    return account
 
 
 class _Stopped(Exception):
@@ -57,7 +24,12 @@ def _stopped(signum: int, frame: object) -> None:
 
 @app.command()
 def serve(
-    model_id: Annotated[str, typer.Option("--model-id", help="The registered model (0x...).")],
+    model_id: Annotated[
+        str,
+        typer.Option(
+            "--model-id", help="The registered model (0x..., or a unique prefix of 8+ hex digits)."
+        ),
+    ],
     source: Annotated[
         str,
         typer.Option(
@@ -119,11 +91,7 @@ def serve(
     import uvicorn
 
     from provenance.attest import Attestor
-    from provenance.chain.attestor import AttestorContract
-    from provenance.chain.tx import Transactor
-    from provenance.cli.registry import open_attestor, open_registry
-    from provenance.images import RECORD_MEDIA_TYPE, DockerEngine
-    from provenance.registration import as_bytes32
+    from provenance.images import RECORD_MEDIA_TYPE
     from provenance.server.service import (
         check_servable,
         check_trusted_registrant,
@@ -131,48 +99,34 @@ def serve(
         fetch_certificate,
         load_served_model,
     )
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
-    from provenance.verify.policy import policy_from_config
 
     if source not in ("auto", "image", "artifacts"):
         raise ConfigError(f"unknown source {source!r}; use image, artifacts or auto")
-    mid = as_bytes32(model_id, "model id")
-    config = _config()
-    policy = policy_from_config(config, trust=trust or [])
-    stack = Stack(config, _tools())
-    registry = open_registry(config)
-    w3 = registry.w3
-    chain_id = int(w3.eth.chain_id)
-    sender = signer(
-        w3, config.chain.rpc_url, keystore or config.chain.keystore, password_file, "anchoring"
-    )
+    clients = session(keystore=keystore, password_file=password_file, trust=trust)
+    mid = clients.resolve_id(model_id)
+    policy = clients.policy
+    registry = clients.registry
+    chain_id = clients.chain_id
+    sender = clients.signer
     check_servable(mid, registry)
     check_trusted_registrant(mid, registry, policy.registrants, serving_account=sender.address)
     # only a servable, trusted model gets as far as IPFS
-    storage = open_storage(config, stack_runs_kubo=stack.is_running("ipfs"))
-    found = open_attestor(config, registry)
-    if found is None:
-        raise ConfigError(
-            f"no OutputAttestor deployed or configured (deployment file {config.deployment_file}); "
-            "run `provenance up` or `provenance deploy`"
-        )
-    contract = AttestorContract(w3, found[0].address, Transactor(w3, sender))
-    node = node_account(config, chain_id, mid, node_keystore, node_password_file)
-    workdir = config.state_dir / "serve" / f"0x{mid.hex()}"
+    storage = clients.storage
+    contract = clients.attestor_for(sender)
+    node = clients.node_account(mid, node_keystore, lambda: password(node_password_file))
+    workdir = clients.config.state_dir / "serve" / f"0x{mid.hex()}"
     certificate = fetch_certificate(mid, registry, storage)
     has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments)
     chosen: Literal["image", "artifacts"] = (
         "image" if source == "image" or (source == "auto" and has_image) else "artifacts"
     )
-    engine = DockerEngine(stack.docker_host()) if chosen == "image" else None
     served = load_served_model(
         mid,
         registry=registry,
         storage=storage,
         workdir=workdir,
         source=chosen,
-        engine=engine,
+        engine=clients.engine if chosen == "image" else None,
         certificate=certificate,
         registrants=policy.registrants,
         serving_account=sender.address,
@@ -194,7 +148,7 @@ def serve(
             served.model_digest_bytes,
             node,
             contract,
-            config.state_dir
+            clients.config.state_dir
             / "attest"
             / f"{chain_id}-{contract.address}-0x{mid.hex()}-{node.address}.sqlite",
             batch_size=batch_size,
@@ -228,6 +182,4 @@ def serve(
             signal.signal(signal.SIGTERM, previous)
     finally:
         served.close()
-        storage.close()
-        if engine is not None:
-            engine.close()
+        clients.close()

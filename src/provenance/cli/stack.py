@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out, password
+from provenance.cli._common import out, session
 from provenance.cli._common import say as _say
-from provenance.cli._common import tools as _tools
 
 if TYPE_CHECKING:
     from provenance.stack import StackStatus
@@ -24,9 +22,7 @@ app = typer.Typer()
 @app.command()
 def up() -> None:
     """Start the local stack (anvil, kubo, Docker engine) and deploy the contracts."""
-    from provenance.stack import Stack
-
-    stack = Stack(_config(), _tools())
+    stack = session().stack
     stack.up(_say)
     out.print(f"stack is up; state in {stack.state_dir}")
 
@@ -34,9 +30,7 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop what `provenance up` started, nothing else."""
-    from provenance.stack import Stack
-
-    stack = Stack(_config(), _tools())
+    stack = session().stack
     stopped = stack.down(_say)
     if not stopped:
         out.print("nothing to stop")
@@ -50,9 +44,7 @@ def status(
 
     Exit 1 when a needed part is not ok; Docker is needed only by a local stack or a set host.
     """
-    from provenance.stack import Stack
-
-    report = Stack(_config(), _tools()).status()
+    report = session().stack.status()
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
     else:
@@ -117,26 +109,21 @@ def deploy(
     from provenance.chain.deploy import ensure_deployed
     from provenance.chain.registry import Registry
     from provenance.errors import ConfigError
-    from provenance.session import Session
 
-    config = _config()
-    if rpc_url is not None:
-        config = config.model_copy(
-            update={"chain": config.chain.model_copy(update={"rpc_url": rpc_url})}
-        )
-    with Session(config, keystore=keystore, password=lambda: password(password_file)) as session:
+    with session(keystore=keystore, password_file=password_file, rpc_url=rpc_url) as clients:
+        config = clients.config
         if (
             "chain_id" in config.chain.model_fields_set
-            and config.chain.chain_id != session.chain_id
+            and config.chain.chain_id != clients.chain_id
         ):
             raise ConfigError(
                 f"the configured chain id is {config.chain.chain_id} but the RPC "
-                f"{config.chain.rpc_url} serves chain {session.chain_id}: nothing deployed"
+                f"{config.chain.rpc_url} serves chain {clients.chain_id}: nothing deployed"
             )
-        account = session.signer
+        account = clients.signer
         target = deployment or config.deployment_file
         result, now = ensure_deployed(
-            session.w3,
+            clients.w3,
             account,
             target,
             open_registration=not allowlist,  # None: open
@@ -150,7 +137,7 @@ def deploy(
             )
         registry = result.contracts.get("ModelRegistry")
         if registry is not None:
-            is_open = Registry(session.w3, registry.address).is_open()
+            is_open = Registry(clients.w3, registry.address).is_open()
             if allowlist is not None and is_open == allowlist:
                 mode = "open to anyone" if is_open else "on an allowlist"
                 again = "--allowlist" if allowlist else "--open"

@@ -5,27 +5,20 @@ passes."""
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from provenance.cli._common import config as _config
-from provenance.cli._common import out
-from provenance.cli._common import tools as _tools
-
-if TYPE_CHECKING:
-    from provenance.config import Config
-    from provenance.verify.report import Report
-
+from provenance.cli._common import out, session
 from provenance.errors import ConfigError, ServiceError
 
 if TYPE_CHECKING:
-    from provenance.images import DockerEngine
+    from provenance.session import Session
+    from provenance.verify.report import Report
 
 app = typer.Typer()
 
@@ -57,27 +50,32 @@ def _needs_engine(target: str) -> bool:
     return not Path(target).exists() and not target.strip().lower().startswith("0x")
 
 
-@contextmanager
-def _engine(config: Config, target: str) -> Iterator[DockerEngine | None]:
-    """The Docker engine when the target may be an image. For ``sha256:<hex>`` (an image id or
-    a certificate digest) an engine that does not answer is no error: it is looked up on chain."""
+def _engine_answers(clients: Session, target: str) -> bool:
+    """Whether the verifier gets the Docker engine: when the target may be an image. For
+    ``sha256:<hex>`` (an image id or a certificate digest) an engine that does not answer is no
+    error: it is looked up on chain."""
     from provenance.verify.verifier import as_id
 
     if not _needs_engine(target):
-        yield None
-        return
-    from provenance.images import DockerEngine
-    from provenance.stack import Stack
-
+        return False
     try:
-        engine = DockerEngine(Stack(config, _tools()).docker_host())
+        clients.engine  # noqa: B018 - connects, or raises ServiceError
     except ServiceError:
         if as_id(target) is None:
             raise
-        yield None
-        return
-    with engine:
-        yield engine
+        return False
+    return True
+
+
+_ID_PREFIX = re.compile(r"0x[0-9a-fA-F]{8,63}")
+
+
+def resolved_target(clients: Session, target: str) -> str:
+    """A shortened model id (``0x`` + 8 to 63 hex digits, not a file) as the full id it is the
+    unique prefix of; any other target as given."""
+    if _ID_PREFIX.fullmatch(target.strip()) and not Path(target).exists():
+        return "0x" + clients.resolve_id(target.strip()).hex()
+    return target
 
 
 def render(report: Report) -> None:
@@ -141,8 +139,8 @@ def verify(
     target: Annotated[
         str,
         typer.Argument(
-            help="A model id (0x + 64 hex), certificate or receipt JSON file, model file or "
-            "folder, or Docker image (tag or id)."
+            help="A model id (0x + 64 hex, or a unique prefix of 8+), certificate or receipt "
+            "JSON file, model file or folder, or Docker image (tag or id)."
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -191,28 +189,16 @@ def verify(
     registrant, training data, model files or image, and every ancestor (revoked = tainted).
 
     Exit 0 when every required check passes, else 1 (after the report)."""
-    from provenance.cli.registry import open_registry, synced_index
-    from provenance.stack import Stack
-    from provenance.storage import open_storage
-    from provenance.verify.policy import policy_from_config
-    from provenance.verify.verifier import Verifier
-
-    config = _config()
-    policy = policy_from_config(
-        config,
-        trust=trust or [],
+    with session(
+        trust=trust,
         attestor=attestor,
         data_sources=parse_sources(data or []),
         fetch_timeout=fetch_timeout,
         fetch_data=fetch_data,
-    )
-    registry = open_registry(config)
-    with ExitStack() as stack:
-        storage = open_storage(config, stack_runs_kubo=Stack(config, _tools()).is_running("ipfs"))
-        stack.callback(storage.close)
-        index = stack.enter_context(synced_index(config, registry))
-        engine = stack.enter_context(_engine(config, target))
-        verifier = Verifier(policy, registry=registry, storage=storage, engine=engine, index=index)
+    ) as clients:
+        clients.policy  # noqa: B018 - the trust roots are checked before anything is contacted
+        target = resolved_target(clients, target)
+        verifier = clients.verifier(engine=_engine_answers(clients, target))
         report = verifier.target(target)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")

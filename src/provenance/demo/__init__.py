@@ -1,6 +1,6 @@
 """``provenance demo``: the paper's story on the local stack, and its five attacks detected.
 
-    setup = Setup(w3=..., registry_address=..., ..., alice=dev_account(w3, 1), mallory=...)
+    setup = Setup.from_session(provenance.connect(), work_dir)   # the stack's chain, kubo, engine
     summary = run_demo(setup, narrator)          # narrator: report.Silent() or the CLI's Rich one
     summary.ok                                   # the story completed and 5/5 attacks detected
 

@@ -33,6 +33,7 @@ from provenance.attest import Attestor, Receipt, verify_receipt_offline
 from provenance.capture.tracker import Run, track
 from provenance.certificate import Certificate, SignedCertificate
 from provenance.chain.attestor import AttestorContract
+from provenance.chain.keys import dev_account
 from provenance.chain.registry import Registry
 from provenance.chain.tx import Transactor
 from provenance.errors import ConfigError, ProvenanceError
@@ -45,7 +46,8 @@ from provenance.images import (
 )
 from provenance.manifest import TableManifest
 from provenance.server.service import output_bytes
-from provenance.storage import Kubo, LocalStore
+from provenance.session import Session
+from provenance.storage import Storage
 from provenance.verify import Check, CheckStatus, Report, report_for_model, report_for_target
 
 from . import checks, code
@@ -56,6 +58,8 @@ DATASET = "breast_cancer.csv"
 Z = 3.5
 BETA_ROWS = 200
 SERVED_ROWS = 8
+AUDITOR_ACCOUNT, ALICE_ACCOUNT, BOB_ACCOUNT, MALLORY_ACCOUNT = 0, 1, 2, 3
+"""anvil dev accounts (from its public mnemonic) playing the cast; 0 deployed the contracts."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Setup:
     registry_address: str
     registry_from_block: int
     attestor_address: str
-    storage: Kubo | LocalStore
+    storage: Storage
     docker_host: str | None
     base_rootfs: Path | None
     work_dir: Path
@@ -81,6 +85,37 @@ class Setup:
     """The training seed (recorded in the certificates); None: a fresh one per run, so that
     each run trains models of their own (a model digest registered by an earlier run on the
     same chain would make looking a model file or image up by digest ambiguous)."""
+
+    @classmethod
+    def from_session(
+        cls,
+        session: Session,
+        work_dir: Path,
+        *,
+        images: bool = True,
+        base_rootfs: Path | None = None,
+        seed: int | None = None,
+    ) -> Setup:
+        """The demo on a session's chain, trusted contracts, storage and (with ``images``)
+        Docker engine, with anvil's dev accounts as the cast (the deployer, the registry's
+        admin on the local stack, as the auditor)."""
+        w3 = session.w3
+        registry = session.registry
+        return cls(
+            w3=w3,
+            registry_address=registry.address,
+            registry_from_block=registry.from_block,
+            attestor_address=session.attestor.address,
+            storage=session.storage,
+            docker_host=session.stack.docker_host() if images else None,
+            base_rootfs=base_rootfs,
+            work_dir=work_dir,
+            alice=dev_account(w3, ALICE_ACCOUNT),
+            mallory=dev_account(w3, MALLORY_ACCOUNT),
+            auditor=dev_account(w3, AUDITOR_ACCOUNT),
+            bob=dev_account(w3, BOB_ACCOUNT),
+            seed=seed,
+        )
 
     def registry_as(self, account: LocalAccount) -> Registry:
         """The registry, sending as ``account``."""
