@@ -102,13 +102,11 @@ class KuboDaemon:
         return "api" in ipfs.model_fields_set or managed
 
     def backend(self, managed: bool) -> str:
-        """``kubo``, ``gateway`` or ``local``: where content goes, as the session decides."""
-        ipfs = self.config.ipfs
-        if self.required(managed):
-            return "kubo"
-        if ipfs.backend == "auto" and "gateway" in ipfs.model_fields_set:
-            return "gateway"
-        return "local"
+        """``kubo``, ``gateway`` or ``local``: where content goes, as the session decides
+        (:func:`provenance.storage.storage_kind`, the one rule)."""
+        from provenance.storage import storage_kind
+
+        return storage_kind(self.config, managed)
 
     def status(self) -> ServiceStatus:
         ipfs = self.config.ipfs
