@@ -193,7 +193,9 @@ def test_provenance_run_certifies_a_script_and_registers_it(
     on_chain = json.loads(shown.stdout)
     assert on_chain["certificate_digest"] == cert.digest_text
     assert on_chain["model_digest"] == cert.model.digest
-    assert on_chain["parents"] == [{"id": alpha["model_id"], "relation": "distillation"}]
+    assert on_chain["parents"] == [
+        {"id": alpha["model_id"], "relation": "distillation", "name": "Wine Alpha"}
+    ]
     storage = Kubo(stack.config.ipfs.api)
     assert storage.get_bytes(str(beta["cid"])) == cert.canonical_bytes()
 

@@ -58,3 +58,13 @@ def run_console(name: str, journey: Journey, cwd: Path) -> str:
         if expected and "…" not in expected:
             assert expected in printed, (name, expected, printed[-3000:])
     return printed
+
+
+def test_the_readme_ipfs_console_block(journey: Journey) -> None:
+    folder = journey.folder("ipfs")
+    printed = run_console("console-ipfs", journey, folder)
+    assert (folder / "restored" / "weights.bin").read_text() == "weights\n"
+    assert (folder / "model.car").stat().st_size > 0
+    lines = printed.split()
+    cid = lines[0]  # --only-hash prints the CID that add then stores and import pins
+    assert cid.startswith("bafy") and lines.count(cid) == 2, printed
