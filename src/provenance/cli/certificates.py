@@ -156,6 +156,7 @@ def run(
     """Run a training command and certify it: every file its Python processes read or write is
     hashed, with the command, environment, git state and exit code.
 
+    \b
     provenance run --name "Model Beta" --parent 0xID:fine-tune -- python train.py --epochs 3
     """
     from provenance.capture.environment import REPRODUCIBILITY_VARIABLES
