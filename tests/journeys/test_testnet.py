@@ -169,7 +169,9 @@ def test_deploy_allowlist_grant_register_verify(journey: Journey) -> None:
         )
         assert (outsider.returncode, outsider.stdout) == (1, "")
         assert outsider.stderr == (
-            f"error: ModelRegistry reverted: UnauthorizedRegistrant(account={mallory})\n"
+            f"error: ModelRegistry reverted: UnauthorizedRegistrant(account={mallory}): this "
+            f"registry is on an allowlist and {mallory} does not hold REGISTRANT_ROLE; an admin "
+            f"grants it with `provenance role grant registrant {mallory}`\n"
         )
 
         # alice trains, signs with her keystore, stores in IPFS and registers

@@ -8,8 +8,9 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.segment import Segment
@@ -36,6 +37,12 @@ class _Console(Console):
             for segment in buffer
         )
 
+
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
+]
 
 out = _Console()
 err = _Console(stderr=True)

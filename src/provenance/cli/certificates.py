@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from provenance.hashing import Progress as Advance
     from provenance.manifest import DatasetOpening, DatasetRecord
 
+from provenance.cli._common import AsJson, err, out, say, shown
 from provenance.cli._common import config as _config
-from provenance.cli._common import err, out, say, shown
 from provenance.cli._common import session as _session
 from provenance.errors import CertificateError, ConfigError
 
@@ -38,7 +38,6 @@ certificate_app = typer.Typer(
 LARGE = 256 << 20
 """Hashing from this many bytes on shows a progress bar (on a terminal)."""
 
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 CertificateFile = Annotated[
     Path, typer.Option("--certificate", "-c", help="The certificate file (signed or not).")
 ]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from provenance.certificate import Certificate
     from provenance.images import ImageRecord, LocalImage
 
-from provenance.cli._common import say, session
+from provenance.cli._common import AsJson, say, session
 from provenance.errors import ImageError
 from provenance.untrusted import loads_json
 
@@ -47,7 +47,6 @@ def _image_json(image: LocalImage, record: ImageRecord | None = None) -> dict[st
     return report
 
 
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 Expect = Annotated[
     str | None,
     typer.Option("--expect", help="The image id (sha256:...) the archive must hold."),

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
+from provenance.cli._common import AsJson, out, password, say, shown
 from provenance.cli._common import config as _config
-from provenance.cli._common import out, password, say, shown
 from provenance.errors import ConfigError
 
 app = typer.Typer(help="Encrypted keystores: create, list, show.", no_args_is_help=True)
@@ -28,7 +28,6 @@ PasswordFile = Annotated[
         "prompt)."
     ),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 
 def new_password(password_file: Path | None) -> str:

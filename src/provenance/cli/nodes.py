@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import out, say, session
-from provenance.cli.roles import AsJson, PasswordFile, account_address
+from provenance.cli._common import AsJson, PasswordFile, out, say, session
+from provenance.cli.roles import account_address
 from provenance.errors import ChainError, ConfigError
 
 if TYPE_CHECKING:

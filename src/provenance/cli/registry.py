@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from provenance.registration import Registration
     from provenance.session import Session
 
-from provenance.cli._common import out, say, session, shown
+from provenance.cli._common import AsJson, PasswordFile, out, say, session, shown
 from provenance.cli.record_view import (
     MAX_REASON,
     confirm_revocation,
@@ -25,7 +25,7 @@ from provenance.cli.record_view import (
     store_reason,
 )
 from provenance.cli.record_view import reader as _reader
-from provenance.errors import ConfigError, ProvenanceError
+from provenance.errors import ChainError, ConfigError, ContractRevertError, ProvenanceError
 from provenance.registration import Registration
 from provenance.untrusted import loads_json
 
@@ -35,11 +35,6 @@ Keystore = Annotated[
     Path | None,
     typer.Option(help="Encrypted keyfile JSON of the sender (else PROVENANCE_KEYSTORE)."),
 ]
-PasswordFile = Annotated[
-    Path | None,
-    typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 
 def certificate_registration(
@@ -143,7 +138,16 @@ def register(
                 "PROVENANCE_KEYSTORE), so the model id binds the creator"
             )
         cids = _publish_certificate(clients, document, certificate) if publish else None
-        done = registry.register(registration)
+        try:
+            done = registry.register(registration)
+        except ContractRevertError as exc:
+            if exc.error != "UnauthorizedRegistrant":
+                raise
+            raise ChainError(
+                f"{exc}: this registry is on an allowlist and {registry.sender} does not hold "
+                "REGISTRANT_ROLE; an admin grants it with `provenance role grant registrant "
+                f"{registry.sender}`"
+            ) from exc
     result = {
         "id": _hex(done.id),
         "registrant": done.registrant,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import out, say, session
+from provenance.cli._common import AsJson, PasswordFile, out, say, session
 from provenance.errors import ChainError, ConfigError
 
 if TYPE_CHECKING:
@@ -47,11 +47,6 @@ Keystore = Annotated[
     Path | None,
     typer.Option(help="Encrypted keyfile JSON of an admin (else PROVENANCE_KEYSTORE)."),
 ]
-PasswordFile = Annotated[
-    Path | None,
-    typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 
 def account_address(text: str) -> str:
