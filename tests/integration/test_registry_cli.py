@@ -71,8 +71,8 @@ def test_parent_and_child_from_the_cli(
     beta_path = certificate(
         tmp_path, "Model Beta", [{"id": str(alpha["id"]), "relation": "transfer"}]
     )
-    beta = cli_json(cli_env, "register", str(beta_path))
-    again = cli_json(cli_env, "register", str(beta_path))
+    beta = cli_json(cli_env, "register", str(beta_path), "--no-publish")  # not in IPFS
+    again = cli_json(cli_env, "register", str(beta_path), "--no-publish")
     assert again["id"] == beta["id"] and again["already_registered"] is True
 
     # names come from the certificates in IPFS: alpha's is stored, beta's is not

@@ -50,13 +50,14 @@ def family(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "DOCKER_HOST"))}
     env["PROVENANCE_CONFIG"] = str(stack_config_path)
     folder = tmp_path_factory.mktemp("family")
-    a = str(cli_json(env, "register", str(certificate(folder, "Tree A")))["id"])
+    # --no-publish: none of these certificates is in IPFS, so no name is known
+    a = str(cli_json(env, "register", str(certificate(folder, "Tree A")), "--no-publish")["id"])
     b_path = certificate(folder, "Tree B", [{"id": a, "relation": "fine-tune"}])
-    b = str(cli_json(env, "register", str(b_path))["id"])
+    b = str(cli_json(env, "register", str(b_path), "--no-publish")["id"])
     c_path = certificate(folder, "Tree C", [{"id": b, "relation": "distillation"}])
-    c = str(cli_json(env, "register", str(c_path))["id"])
+    c = str(cli_json(env, "register", str(c_path), "--no-publish")["id"])
     d_path = certificate(folder, "Tree D", [{"id": a, "relation": "quantization"}])
-    d = str(cli_json(env, "register", str(d_path))["id"])
+    d = str(cli_json(env, "register", str(d_path), "--no-publish")["id"])
 
     w3 = connect(stack.config.chain.rpc_url)
     deployment = Deployment.read(stack.config.deployment_file)

@@ -53,7 +53,7 @@ def test_track_a_parent_and_child_then_revoking_the_parent_taints_the_child(
 
     shown = json.loads(journey.ok("show", child_id, "--json", cwd=auditor).stdout)
     assert shown["status"] == "active" and shown["tainted"] is True
-    assert shown["parents"] == [{"id": parent_id, "relation": "fine-tune"}]
+    assert shown["parents"] == [{"id": parent_id, "relation": "fine-tune", "name": "Track parent"}]
     verified = journey.run("verify", child_id, "--fetch-timeout", "5", cwd=auditor)
     assert verified.returncode == 1, (verified.stdout, verified.stderr)
     assert "tainted" in (verified.stdout + verified.stderr).lower()
