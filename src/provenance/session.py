@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
+    from provenance.certificate import Certificate
     from provenance.chain.attestor import AttestorContract
     from provenance.chain.deploy import Deployment
     from provenance.chain.index import LineageIndex
@@ -345,6 +346,13 @@ class Session:
         return engine
 
     # ------------------------------------------------------------------ verification
+    def certificate(self, model_id: bytes) -> Certificate:
+        """The certificate of a registered model, from :attr:`storage` by the digest on the
+        trusted registry, checked (:func:`provenance.registered.fetch_certificate`)."""
+        from provenance.registered import fetch_certificate
+
+        return fetch_certificate(model_id, self.registry, self.storage)
+
     def verifier(self, *, engine: bool = False) -> Verifier:
         """A :class:`~provenance.verify.verifier.Verifier` on the session's policy, registry,
         storage and index (and its Docker engine, for image checks, when ``engine``)."""

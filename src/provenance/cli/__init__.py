@@ -24,6 +24,7 @@ from provenance.cli import (  # noqa: E402
     certificates,
     demo,
     explorer,
+    export,
     images,
     ipfs,
     keys,
@@ -54,6 +55,7 @@ for _group in (
     attest.app,
     serve.app,
     explorer.app,
+    export.app,
     demo.app,
     verify.app,
 ):

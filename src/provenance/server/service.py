@@ -32,7 +32,6 @@ model and the attestor: its shutdown anchors what the journal holds and stops th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 import threading
 import time
@@ -47,16 +46,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provenance.attest import AnchoringHealth, Attestor
-from provenance.certificate import MAX_BODY_SIZE, Certificate, parse_certificate, raw_block_cid
+from provenance.certificate import Certificate
 from provenance.chain.types import Status
 from provenance.errors import (
     CertificateError,
     ConfigError,
-    IntegrityError,
     PolicyError,
     ProvenanceError,
 )
 from provenance.hashing import format_digest, parse_digest
+from provenance.registered import fetch_certificate
 from provenance.server.model_files import METHODS, fetch_verified, load_pickled_model
 from provenance.untrusted import UntrustedInputError, loads_json
 
@@ -111,28 +110,6 @@ class ServedModel:
     def image_id_bytes(self) -> bytes:
         """The image id as the contract stores it (zero for a model served from its files)."""
         return parse_digest(self.image_id, "image id") if self.image_id else b"\x00" * 32
-
-
-def fetch_certificate(model_id: bytes, registry: ModelSource, storage: Any) -> Certificate:
-    """The certificate of a registered model, from IPFS by the digest on chain, checked: its
-    bytes hash to that digest and it derives ``model_id``."""
-    event = registry.registration_event(model_id)
-    if event is None:
-        raise PolicyError(f"model 0x{model_id.hex()} is not registered")
-    digest = bytes(event.args["certificateDigest"])
-    cid = raw_block_cid(digest)
-    data = storage.get_bytes(cid, max_size=MAX_BODY_SIZE)
-    if hashlib.sha256(data).digest() != digest:  # storage checks blocks; this is belt and braces
-        raise IntegrityError(f"the certificate {cid} does not hash to the digest on chain")
-    parsed = parse_certificate(data, f"the certificate of model 0x{model_id.hex()} ({cid})")
-    if not isinstance(parsed, Certificate):
-        raise CertificateError(f"the block {cid} holds a signed envelope, not a certificate body")
-    derived = parsed.model_id_for(str(event.args["registrant"]))  # the id binds the registrant
-    if derived != model_id:
-        raise IntegrityError(
-            f"the certificate {cid} derives model id 0x{derived.hex()}, not 0x{model_id.hex()}"
-        )
-    return parsed
 
 
 def check_servable(model_id: bytes, registry: ModelSource) -> None:
