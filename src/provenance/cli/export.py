@@ -31,7 +31,9 @@ def export_command(
             "file (signed or not).",
         ),
     ],
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="The format (listed above).")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="The format (listed above).")
+    ],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="The file to write (else stdout).")
     ] = None,
