@@ -13,7 +13,8 @@ What maps to what:
   opaque), seeds and the preprocessing steps' arguments. ``internalParameters``: the
   environment (OS, Python, CPU, GPUs, packages, recorded variables).
   ``resolvedDependencies``, all by digest: each dataset (its commitment as
-  ``provenanceDataCommitment``, its url, role), the entry point (``sha256``), the source tree
+  ``provenanceDataCommitment``, its url, role, and the digest of the table a subset was
+  selected from), the entry point (``sha256``), the source tree
   (``gitCommit``, dirty flag and diff digest), each preprocessing step's code (``sha256``),
   each parent model (its on-chain id as ``provenanceModelId``, the relation), and the container
   image training ran in (``sha256`` image id).
@@ -221,7 +222,11 @@ def _dependencies(cert: Certificate) -> list[dict[str, Any]]:
                 "name": f"dataset:{dataset.name}",
                 **_present("uri", dataset.url),
                 "digest": {DATA_COMMITMENT: _hex(dataset.commitment)},
-                "annotations": {"role": dataset.role, "confidential": dataset.confidential},
+                "annotations": {
+                    "role": dataset.role,
+                    "confidential": dataset.confidential,
+                    **_present("subsetOf", dataset.subset and dataset.subset.source.digest),
+                },
             }
         )
     training = cert.training
