@@ -35,7 +35,7 @@ from provenance.certificate import (
     to_json,
 )
 from provenance.certificate import Cpu as CpuInfo
-from provenance.errors import IntegrityError
+from provenance.errors import CertificateError, IntegrityError
 from provenance.export import FORMATS, Subject, export
 from provenance.export.signing_keys import new_signing_key
 from provenance.export.slsa import BUILD_TYPE, PAYLOAD_TYPE, PREDICATE_TYPE
@@ -276,3 +276,17 @@ def test_a_captured_certificate_round_trips_with_its_model_files(tmp_path: Path)
     environment = json_format.MessageToDict(provenance_.build_definition.internal_parameters)
     assert environment["environment"]["packages"]["scikit-learn"]
     assert provenance_.run_details.metadata.invocation_id == cert.digest_text
+
+
+def test_a_model_without_files_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    manifest = manifest_of(folder)
+    body = sample_certificate(
+        tmp_path, model=ModelArtifact(digest=manifest.root, manifest=manifest)
+    )
+    with pytest.raises(CertificateError) as info:
+        export(Subject.of(body), "slsa")
+    assert str(info.value) == (
+        "the certificate's model manifest lists no files; an in-toto Statement needs a subject"
+    )

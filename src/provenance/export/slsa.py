@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import rfc8785
 
 from provenance.certificate import Certificate
-from provenance.errors import ConfigError
+from provenance.errors import CertificateError, ConfigError
 from provenance.hashing import hash_stream
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _hex(digest: str) -> str:
 
 def _present(key: str, value: Any) -> dict[str, Any]:
     """``{key: value}``, or nothing when the value is empty (SLSA omits unset fields)."""
-    return {key: value} if value not in (None, {}, [], ()) else {}
+    return {key: value} if value not in (None, "", {}, [], ()) else {}
 
 
 def _model_files(subject: Subject) -> list[dict[str, Any]]:
@@ -155,6 +155,10 @@ def _model_files(subject: Subject) -> list[dict[str, Any]]:
             if entry.shard_size is not None:
                 with open(paths[entry.path], "rb") as stream:
                     plain[entry.path] = hash_stream(stream).hex()
+    if not manifest.files:
+        raise CertificateError(
+            "the certificate's model manifest lists no files; an in-toto Statement needs a subject"
+        )
     files = []
     for entry in manifest.files:
         if entry.shard_size is None:
@@ -269,11 +273,14 @@ def _dependencies(cert: Certificate) -> list[dict[str, Any]]:
     container = cert.environment.container if cert.environment is not None else None
     if container is not None and container.image_id is not None:
         image = container.image_id
+        notes = {"containerId": container.id, "imageId": image}
         deps.append(
             {
                 "name": "container-image",
-                "digest": {"sha256": _hex(image) if image.startswith("sha256:") else image},
-                **_present("annotations", container.id and {"containerId": container.id}),
+                **_present(
+                    "digest", {"sha256": _hex(image)} if image.startswith("sha256:") else None
+                ),
+                "annotations": {k: v for k, v in notes.items() if v is not None},
             }
         )
     return deps
