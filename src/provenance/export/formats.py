@@ -5,6 +5,8 @@ Each module has ``export(subject: Subject, **options) -> bytes``."""
 
 from __future__ import annotations
 
-FORMATS: dict[str, tuple[str, str]] = {}
+FORMATS: dict[str, tuple[str, str]] = {
+    "slsa": ("slsa", "in-toto Statement v1, SLSA provenance v1 (DSSE-signed with --signing-key)"),
+}
 
 __all__ = ["FORMATS"]
