@@ -5,6 +5,8 @@ Each module has ``export(subject: Subject, **options) -> bytes``."""
 
 from __future__ import annotations
 
-FORMATS: dict[str, tuple[str, str]] = {}
+FORMATS: dict[str, tuple[str, str]] = {
+    "spdx": ("spdx", "SPDX 3.0.1 JSON-LD, AI and Dataset profiles (AIPackage, DatasetPackages)"),
+}
 
 __all__ = ["FORMATS"]
