@@ -16,7 +16,7 @@ import spdx_python_model
 from eth_account import Account
 from typer.testing import CliRunner
 
-from provenance.certificate import ParentLink, TrainingData, sign_certificate
+from provenance.certificate import ParentLink, Source, TrainingData, sign_certificate
 from provenance.cli import app
 from provenance.export import FORMATS, Subject, export
 from provenance.manifest import dataset_record, open_table
@@ -69,6 +69,7 @@ def rich_subject(tmp_path: Path) -> Subject:
         creator=creator.address,
         parents=(*base.parents, ParentLink(id=MERGED, relation="merge")),
         data=TrainingData.of((*base.data.datasets, secret, calib), url=base.data.url),
+        source=Source(commit="c" * 40, dirty=True, remote="https://git.example/team/beta.git"),
     )
     return Subject.of(
         sign_certificate(body, creator),
@@ -108,7 +109,13 @@ def test_the_spdx_document_is_read_back_by_the_spdx_model(tmp_path: Path) -> Non
         ("seed:numpy", "0"),
     }
     assert [(e.key, e.value) for e in package.ai_metric] == [("accuracy", "0.97")]
-    assert "command: python train.py --epochs 3" in package.ai_informationAboutTraining
+    assert package.ai_informationAboutTraining.splitlines()[0] == (
+        "command: python train.py --epochs 3"
+    )
+    assert f"source: {'c' * 40} (dirty)" in package.ai_informationAboutTraining
+    (vcs,) = package.externalRef
+    assert vcs.externalRefType.endswith("/ExternalRefType/vcs")
+    assert list(vcs.locator) == [f"git+https://git.example/team/beta.git@{'c' * 40}"]
     assert json.loads(package.ai_modelDataPreprocessing[0])["name"] == "prep:drop_outliers"
 
     # the model's files, each by its sha-256, contained in the package

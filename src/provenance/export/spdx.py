@@ -10,7 +10,8 @@ the document is written. What maps to what:
   and certificate CID as external identifiers, ``ai_typeOfModel`` (estimator or framework),
   ``ai_hyperparameter`` = training parameters and seeds, ``ai_metric`` = metrics,
   ``ai_modelDataPreprocessing`` = the preprocessing steps, ``ai_informationAboutTraining`` =
-  command, entry point, start and end; each model file -> a ``software_File`` with its
+  command, entry point, start, end, environment, container image and source commit, the git
+  remote and commit as a ``vcs`` external reference; each model file -> a ``software_File`` with its
   sha-256, which the package ``contains``;
 - each dataset -> a ``dataset_DatasetPackage`` with its commitment as a hash (algorithm
   ``other``), its rows or size, and for a confidential one ``dataset_confidentialityLevel``
@@ -146,6 +147,14 @@ def _model_package(b: _Builder, subject: Subject) -> Any:
     )
     if artifact.url:
         package.software_downloadLocation = artifact.url
+    source = cert.source
+    if source is not None and source.remote and source.commit:
+        package.externalRef = [
+            m.ExternalRef(
+                externalRefType=m.ExternalRefType.vcs,
+                locator=[f"git+{source.remote}@{source.commit}"],
+            )
+        ]
     if cert.creator is not None:
         creator = b.add(
             m.Agent(spdxId=f"{b.base}/agent/{cert.creator}", name=f"Ethereum {cert.creator}")
@@ -207,6 +216,14 @@ def _training_text(cert: Certificate) -> str:
     if training.exit_code is not None:
         lines.append(f"exit code: {training.exit_code}")
     lines.append(f"training data commitment: {cert.data.commitment}")
+    env = cert.environment
+    if env is not None:
+        lines.append(f"environment: {env.os}, {env.python.implementation} {env.python.version}")
+        if env.container is not None and env.container.image_id:
+            lines.append(f"container image: {env.container.image_id}")
+    source = cert.source
+    if source is not None and source.commit:
+        lines.append(f"source: {source.commit}{' (dirty)' if source.dirty else ''}")
     return "\n".join(lines)
 
 
