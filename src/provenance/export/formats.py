@@ -5,6 +5,11 @@ Each module has ``export(subject: Subject, **options) -> bytes``."""
 
 from __future__ import annotations
 
-FORMATS: dict[str, tuple[str, str]] = {}
+FORMATS: dict[str, tuple[str, str]] = {
+    "cyclonedx": (
+        "cyclonedx",
+        "CycloneDX 1.7 ML-BOM (JSON): model card, pedigree, datasets, formulation",
+    ),
+}
 
 __all__ = ["FORMATS"]
