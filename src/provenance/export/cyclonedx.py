@@ -26,10 +26,12 @@ references and dependencies, and those are built with its classes; it does not m
 JSON output as plain values of the 1.7 schema (the tests validate the whole document with the
 library's strict JSON validator).
 
-Lost: the certificate's signature (only named), estimator parameters beyond the architecture,
-opaque values' reprs, the environment's OS/CPU details (kept as properties), table row Merkle
-roots as verifiable hashes (CycloneDX hashes are of bytes; commitments are not), attachments
-other than by digest.
+Lost: the creator's EIP-712 signature is a property, not a CycloneDX (JSF) signature; the
+estimator's parameters beyond its class; opaque values' reprs (their digests stay); the
+certificate's own structure (environment, git state, attachments become properties); and
+commitments as verifiable hashes: CycloneDX hashes are of bytes, while a model digest, a table's
+row root or a confidential dataset's salted commitment are not, so they are ``provenance:``
+properties and only real file SHA-256s are ``hashes``.
 """
 
 from __future__ import annotations
