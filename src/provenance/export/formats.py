@@ -8,6 +8,10 @@ from __future__ import annotations
 FORMATS: dict[str, tuple[str, str]] = {
     "slsa": ("slsa", "in-toto Statement v1, SLSA provenance v1 (DSSE-signed with --signing-key)"),
     "spdx": ("spdx", "SPDX 3.0.1 JSON-LD, AI and Dataset profiles (AIPackage, DatasetPackages)"),
+    "cyclonedx": (
+        "cyclonedx",
+        "CycloneDX 1.7 ML-BOM (JSON): model card, pedigree, datasets, formulation",
+    ),
 }
 
 __all__ = ["FORMATS"]
