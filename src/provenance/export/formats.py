@@ -5,6 +5,11 @@ Each module has ``export(subject: Subject, **options) -> bytes``."""
 
 from __future__ import annotations
 
-FORMATS: dict[str, tuple[str, str]] = {}
+FORMATS: dict[str, tuple[str, str]] = {
+    "hf-card": (
+        "hf_card",
+        "Hugging Face model card: README.md with base_model, datasets, provenance",
+    ),
+}
 
 __all__ = ["FORMATS"]
