@@ -94,6 +94,15 @@ def run(
         list[str] | None,
         typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
     ] = None,
+    parent_from_card: Annotated[
+        Path | None,
+        typer.Option(
+            "--parent-from-card",
+            metavar="README.md",
+            help="Parents from a Hugging Face model card: each base_model is a local folder "
+            "whose model digest a registered model has (relation from base_model_relation).",
+        ),
+    ] = None,
     model: Annotated[
         list[Path] | None,
         typer.Option(
@@ -177,6 +186,10 @@ def run(
     if publish_data and not storing:
         raise ConfigError("--publish-data stores the training data: it cannot go with --no-store")
     session = _session(keystore=keystore, password_file=password_file)
+    if parent_from_card is not None:
+        from provenance.export.hf_card import parents_from_card
+
+        parents += parents_from_card(parent_from_card, session)
     account = None
     if registering or keystore or config.chain.keystore:
         account = session.signer
