@@ -5,6 +5,8 @@ Each module has ``export(subject: Subject, **options) -> bytes``."""
 
 from __future__ import annotations
 
-FORMATS: dict[str, tuple[str, str]] = {}
+FORMATS: dict[str, tuple[str, str]] = {
+    "oms": ("oms", "OpenSSF model signing v1.0 bundle of --model-files (needs --signing-key)"),
+}
 
 __all__ = ["FORMATS"]
