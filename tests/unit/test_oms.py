@@ -212,3 +212,89 @@ def test_sign_model_returns_the_bundle(model: Path, key) -> None:
     bundle = json.loads(sign_model(model, key))
     assert bundle["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
     assert bundle["verificationMaterial"]["publicKey"]["hint"] == key_hint(public_pem(key))
+
+
+def test_export_format_oms_signs_the_certified_files(tmp_path: Path, key) -> None:
+    from provenance.certificate import to_json
+    from provenance.export import FORMATS, Subject, export
+
+    from .test_certificate import sample_certificate
+    from .test_keys_cli import run
+
+    assert "oms" in FORMATS
+    certificate = sample_certificate(tmp_path)
+    model = tmp_path / "model"  # what sample_certificate's manifest certifies
+    model.mkdir()
+    (model / "model.pkl").write_bytes(b"abc")
+    (model / "README").write_bytes(b"")
+    bundle = tmp_path / "exported.sig"
+    bundle.write_bytes(export(Subject.of(certificate, model_files=model), "oms", signing_key=key))
+    public = _public_file(tmp_path, key)
+    verifying.Config().use_elliptic_key_verifier(public_key=public).verify(model, bundle)
+    signed = verify_model_signature(model, bundle, [public_pem(key)])
+    verify_covers(signed, certificate.model.manifest, model, bundle)
+    with pytest.raises(ConfigError, match="give --model-files"):
+        export(Subject.of(certificate), "oms", signing_key=key)
+    with pytest.raises(ConfigError, match="give --signing-key"):
+        export(Subject.of(certificate, model_files=model), "oms")
+
+    # the command line: export, then oms verify against the certificate
+    (tmp_path / "cert.json").write_text(to_json(certificate))
+    (tmp_path / "pw").write_text("password-1\n")
+    done = run("export", "cert.json", "--format", "oms", "--model-files", "model",
+               "--signing-key", "oms.pem", "--password-file", "pw", "-o", "model.sig",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    checked = run("oms", "verify", "model", "--public-key", "k.pub", "--certificate",
+                  "cert.json", "--json", cwd=tmp_path)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["files"] == {
+        "README": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "model.pkl": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    }
+    (model / "model.pkl").write_bytes(b"abd")
+    changed = run("export", "cert.json", "--format", "oms", "--model-files", "model",
+                  "--signing-key", "oms.pem", "--password-file", "pw", cwd=tmp_path)  # fmt: skip
+    assert changed.returncode == 1 and changed.stdout == ""
+    assert changed.stderr.startswith("error: ") and "model.pkl has 3 bytes" in changed.stderr
+    assert "Traceback" not in changed.stderr
+
+
+def test_oms_cli_key_sign_verify(tmp_path: Path) -> None:
+    from .test_keys_cli import run
+
+    (tmp_path / "pw").write_text("password-1\n")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"w")
+    made = run("oms", "key", "new", "k.pem", "--p384", "--password-file", "pw", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    again = run("oms", "key", "new", "k.pem", "--password-file", "pw", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error: k.pem already exists; a signing key is never overwritten"
+    signed = run("oms", "sign", "model", "--key", "k.pem", "--password-file", "pw", cwd=tmp_path)
+    assert signed.returncode == 0, signed.stderr
+    assert (tmp_path / "model.sig").is_file()
+    ok = run("oms", "verify", "model", "--public-key", "k.pem.pub", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "model" / "extra.py").write_text("x")
+    bad = run("oms", "verify", "model", "--public-key", "k.pem.pub", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: model: extra.py is not covered by the OMS bundle model.sig"
+    help_text = run("export", "--help", cwd=tmp_path).stdout
+    assert "oms" in help_text
+
+
+def test_trusted_oms_keys_from_the_config(tmp_path: Path, key) -> None:
+    from provenance.config import load_config
+    from provenance.verify.policy import policy_from_config
+
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "oms.pub").write_bytes(public_pem(key))
+    (tmp_path / "provenance.toml").write_text('[trust]\noms_keys = ["keys/oms.pub"]\n')
+    config = load_config({}, cwd=tmp_path / "keys", explicit=tmp_path / "provenance.toml")
+    assert config.trust.oms_keys == ((tmp_path / "keys" / "oms.pub").resolve(),)
+    assert policy_from_config(config).oms_keys == (public_pem(key),)
+    (tmp_path / "provenance.toml").write_text('[trust]\noms_keys = ["keys/none.pub"]\n')
+    config = load_config({}, cwd=tmp_path, explicit=tmp_path / "provenance.toml")
+    with pytest.raises(ConfigError, match="cannot read OMS public key"):
+        policy_from_config(config)
