@@ -121,6 +121,8 @@ class TrustSettings(_Section):
 
     registrants: tuple[str, ...] = ()
     creators: tuple[str, ...] = ()
+    oms_keys: tuple[Path, ...] = ()
+    """PEM public keys (P-256/P-384) whose OMS signatures beside model files are trusted."""
 
     _addresses = field_validator("registrants", "creators")(_check_addresses)
 
@@ -257,6 +259,9 @@ def load_config(
     for key in ("keystore", "deployment"):
         if chain.get(key):
             chain[key] = _resolve(base, chain[key])
+    trust = data.get("trust", {})
+    if isinstance(trust, dict) and isinstance(trust.get("oms_keys"), list):
+        trust["oms_keys"] = [_resolve(base, key) for key in trust["oms_keys"]]
     ipfs = data.get("ipfs", {})
     if isinstance(ipfs, dict) and ipfs.get("store"):
         ipfs["store"] = _resolve(base, ipfs["store"])

@@ -29,6 +29,7 @@ from provenance.cli import (  # noqa: E402
     ipfs,
     keys,
     nodes,
+    oms,
     publish,
     registry,
     roles,
@@ -68,6 +69,7 @@ app.add_typer(certificates.certificate_app, name="certificate")
 app.add_typer(keys.app, name="key")
 app.add_typer(roles.app, name="role")
 app.add_typer(nodes.app, name="node")
+app.add_typer(oms.app, name="oms")
 
 
 def _version(value: bool) -> None:

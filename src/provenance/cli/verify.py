@@ -184,6 +184,15 @@ def verify(
             help="Fetch published training data from IPFS to recompute it.",
         ),
     ] = True,
+    oms_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--oms-key",
+            metavar="PUB",
+            help="A trusted OMS public key (PEM, repeatable; with [trust] oms_keys) for the "
+            "OMS bundle beside model files (MODEL.sig).",
+        ),
+    ] = None,
 ) -> None:
     """Verify a model end to end: registration, certificate in IPFS, creator's signature,
     registrant, training data, model files or image, and every ancestor (revoked = tainted).
@@ -195,6 +204,7 @@ def verify(
         data_sources=parse_sources(data or []),
         fetch_timeout=fetch_timeout,
         fetch_data=fetch_data,
+        oms_keys=oms_key or [],
     ) as clients:
         clients.policy  # noqa: B018 - the trust roots are checked before anything is contacted
         target = resolved_target(clients, target)

@@ -15,6 +15,7 @@ FORMATS: dict[str, tuple[str, str]] = {
         "hf_card",
         "Hugging Face model card: README.md with base_model, datasets, provenance",
     ),
+    "oms": ("oms", "OpenSSF model signing v1.0 bundle of --model-files (needs --signing-key)"),
 }
 
 __all__ = ["FORMATS"]

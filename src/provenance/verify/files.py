@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from provenance.certificate import Certificate, SignedCertificate, parse_certificate
-from provenance.errors import CertificateError, IntegrityError
+from provenance.errors import CertificateError, ConfigError, IntegrityError
 from provenance.manifest import FileManifest, manifest_of, verify_manifest
 from provenance.verify.report import CheckName, Checks
 
@@ -67,4 +67,39 @@ def unregistered_check(
         )
 
 
-__all__ = ["CERTIFICATE_FILE", "hash_check", "sibling_certificate", "unregistered_check"]
+def oms_check(c: Checks, path: Path, certified: FileManifest, keys: tuple[bytes, ...]) -> None:
+    """An OMS bundle beside the model files (``<path>.sig``): signed by a trusted key
+    (``keys``: the policy's, never the bundle's), over exactly the files as they are and exactly
+    the ``certified`` files. No bundle: skipped; a bundle but no trusted key: a warning."""
+    from provenance.export.oms import bundle_beside, verify_covers, verify_model_signature
+
+    bundle = bundle_beside(path)
+    if not bundle.is_file():
+        c.skip(CheckName.OMS_SIGNATURE, f"no OMS bundle beside the files ({bundle.name})")
+        return
+    if not keys:
+        c.warn(
+            CheckName.OMS_SIGNATURE,
+            f"{bundle} is not checked: no OMS public key is trusted ([trust] oms_keys)",
+        )
+        return
+    try:
+        signed = verify_model_signature(path, bundle, keys)
+        verify_covers(signed, certified, path, bundle)
+    except (IntegrityError, ConfigError) as exc:
+        c.fail(CheckName.OMS_SIGNATURE, str(exc), IntegrityError)
+        return
+    c.ok(
+        CheckName.OMS_SIGNATURE,
+        f"{bundle} (OMS v1.0) is signed by a trusted key (hint {signed.key_hint[:16]}) and "
+        f"covers exactly the {len(certified.files)} certified file(s)",
+    )
+
+
+__all__ = [
+    "CERTIFICATE_FILE",
+    "hash_check",
+    "oms_check",
+    "sibling_certificate",
+    "unregistered_check",
+]

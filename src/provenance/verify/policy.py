@@ -58,7 +58,8 @@ class Policy:
     allowlisted registry, REGISTRANT_ROLE vouches; in an open one it is a warning).
     ``creators``: when not empty, the only certificate creators accepted. ``data_sources``:
     a dataset's name in the certificate -> its source. ``fetch_data``: fetch published
-    training data from IPFS to recompute it."""
+    training data from IPFS to recompute it. ``oms_keys``: the PEM public keys (P-256/P-384)
+    whose OMS signatures of model files are trusted."""
 
     chain_id: int | None
     registry: str | None
@@ -70,6 +71,7 @@ class Policy:
     fetch_data: bool = True
     max_certificate_bytes: int = MAX_BODY_SIZE
     max_receipt_bytes: int = MAX_RECEIPT_BYTES
+    oms_keys: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", _address(self.registry, "ModelRegistry"))
@@ -97,12 +99,15 @@ def policy_from_config(
     data_sources: Mapping[str, Path] | None = None,
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
     fetch_data: bool = True,
+    oms_keys: Iterable[Path] = (),
 ) -> Policy:
     """The policy of ``config`` and command-line flags: the chain id (a flag, ``[chain]
     chain_id`` when set, else the deployment file's), the ModelRegistry and OutputAttestor (a
     flag, ``[chain.contracts]``, else the deployment file, when it is for that chain), the
-    trusted registrants (``--trust`` flags and ``[trust] registrants``) and creators."""
+    trusted registrants (``--trust`` flags and ``[trust] registrants``) and creators, and the
+    trusted OMS public keys (``oms_keys`` flags and ``[trust] oms_keys``)."""
     from provenance.chain.deploy import Deployment
+    from provenance.export.oms import load_public_key
 
     deployment = Deployment.read(config.deployment_file)
     if chain_id is None:
@@ -131,6 +136,7 @@ def policy_from_config(
         sources=tuple(sorted((data_sources or {}).items())),
         fetch_timeout=fetch_timeout,
         fetch_data=fetch_data,
+        oms_keys=tuple(load_public_key(p) for p in [*oms_keys, *config.trust.oms_keys]),
     )
 
 

@@ -51,6 +51,7 @@ class CheckName(StrEnum):
     # what the target was
     LOOKUP = "lookup"
     MODEL_FILES = "model-files"
+    OMS_SIGNATURE = "oms-signature"
     CERTIFICATE_FILE = "certificate-file"
     IMAGE = "image"
     IMAGE_MODEL = "image-model"

@@ -33,7 +33,12 @@ from provenance.errors import CertificateError, ConfigError, IntegrityError
 from provenance.untrusted import MAX_JSON_BYTES, UntrustedInputError, loads_json
 from provenance.verify.certificate import envelope_signature_check
 from provenance.verify.context import Context, RegistryView
-from provenance.verify.files import hash_check, sibling_certificate, unregistered_check
+from provenance.verify.files import (
+    hash_check,
+    oms_check,
+    sibling_certificate,
+    unregistered_check,
+)
 from provenance.verify.image import image_content_checks, image_label_checks
 from provenance.verify.lineage import lineage_checks
 from provenance.verify.policy import Policy
@@ -265,6 +270,9 @@ class Verifier:
                 CheckName.MODEL_FILES,
                 f"{len(manifest.files)} file(s) hash to {manifest.root}, a registered model digest",
             )
+            # the files are the registered model's (their root is its digest): the bundle must
+            # cover exactly them
+            oms_check(c, path, manifest, self.policy.oms_keys)
 
             def build(m: bytes) -> tuple[list[Check], None]:
                 anchor = anchor_of(ctx.registry, m)
