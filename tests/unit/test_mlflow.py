@@ -256,6 +256,34 @@ def test_an_unknown_run_is_one_line(
         log_certificate(Subject.of(sample_certificate(tmp_path)), "0" * 32, tracking_uri=store.uri)
 
 
+def test_a_model_logged_as_run_artifacts_by_its_path(store: Store, tmp_path: Path) -> None:
+    client = mlflow.MlflowClient(tracking_uri=store.uri)
+    experiment = client.get_run(store.run_id).info.experiment_id
+    run = client.create_run(experiment, run_name="artifacts only")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.bin").write_bytes(b"\x00\x01" * 100)
+    (weights / "config.json").write_text('{"layers": 2}')
+    client.log_param(run.info.run_id, "lr", 0.01)
+    client.log_artifacts(run.info.run_id, str(weights), artifact_path="weights")
+    client.set_terminated(run.info.run_id)
+
+    with pytest.raises(ConfigError) as info:
+        certificate_from_run(run.info.run_id, model_dir=tmp_path / "m1", client=client)
+    assert str(info.value) == (
+        f"MLflow run {run.info.run_id} logged no model: name the model's artifact path "
+        "(--model-path PATH)"
+    )
+    imported = certificate_from_run(
+        run.info.run_id, model_dir=tmp_path / "m2", client=client, model_path="weights"
+    )
+    body = imported.certificate
+    assert body.model.digest == manifest_of(weights).root
+    assert body.model.format == "files" and body.data.datasets == ()
+    assert body.training.parameters == {"lr": "0.01"}
+    assert body.model_name == "artifacts only"
+
+
 def test_without_mlflow_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     with pytest.raises(ConfigError) as info:

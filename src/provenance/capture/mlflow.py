@@ -111,7 +111,7 @@ def certificate_from_run(
         )
     datasets, notes = _datasets(inputs, given)
     model_id, model_uri = _model_location(client, run, model_path)
-    _download(model_uri, model_dir)
+    _download(model_uri, model_dir, client.tracking_uri)
     manifest = manifest_of(model_dir)
     tags = run.data.tags
     certificate = Certificate(
@@ -233,7 +233,7 @@ def _model_location(
     return ids[0], logged.artifact_location
 
 
-def _download(artifact_uri: str, model_dir: Path) -> None:
+def _download(artifact_uri: str, model_dir: Path, tracking_uri: str) -> None:
     """The files at ``artifact_uri`` into ``model_dir`` (a folder's contents, or one file)."""
     from mlflow.artifacts import download_artifacts
 
@@ -242,7 +242,11 @@ def _download(artifact_uri: str, model_dir: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".mlflow-", dir=model_dir.parent) as scratch:
         try:
-            local = Path(download_artifacts(artifact_uri=artifact_uri, dst_path=scratch))
+            local = Path(
+                download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=scratch, tracking_uri=tracking_uri
+                )
+            )
         except mlflow_errors() as exc:
             raise mlflow_failure(f"downloading the model from {artifact_uri}", exc) from exc
         for child in list(local.iterdir()) if local.is_dir() else [local]:
