@@ -191,6 +191,20 @@ def test_a_dataset_not_at_hand_is_refused_and_can_be_given(store: Store, tmp_pat
         assert imported.certificate.data.datasets[0].commitment == (
             open_table(moved).manifest().digest
         )
+        assert len(imported.certificate.warnings) == 1  # the same rows: MLflow's digest agrees
+        other = tmp_path / "other.csv"
+        other.write_text(moved.read_text().replace("5.1,3.5", "5.2,3.5", 1))
+        swapped = certificate_from_run(
+            store.run_id, model_dir=tmp_path / "m4", client=client, data={"iris": other}
+        )
+        (_, warning) = swapped.certificate.warnings
+        digest = client.get_run(store.run_id).inputs.dataset_inputs[0].dataset.digest
+        assert warning.startswith(
+            "MLflow dataset 'iris': other.csv read with pandas gives MLflow digest "
+        )
+        assert warning.endswith(
+            f", the run logged {digest}: check that it is the data the run used"
+        )
         with pytest.raises(ConfigError) as info:
             certificate_from_run(
                 store.run_id, model_dir=tmp_path / "m3", client=client, data={"wine": moved}

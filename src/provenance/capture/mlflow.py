@@ -109,7 +109,7 @@ def certificate_from_run(
             f"MLflow run {run_id} has no dataset input named {unknown[0]!r}; its datasets: "
             f"{', '.join(sorted(known)) or 'none'}"
         )
-    datasets, notes = _datasets(inputs, given)
+    datasets, notes, warnings = _datasets(inputs, given)
     model_id, model_uri = _model_location(client, run, model_path)
     _download(model_uri, model_dir, client.tracking_uri)
     manifest = manifest_of(model_dir)
@@ -136,7 +136,7 @@ def certificate_from_run(
             ended_at=_time(run.info.end_time),
         ),
         source=_source(tags),
-        warnings=(NOT_CAPTURED.format(run_id=run_id),),
+        warnings=(NOT_CAPTURED.format(run_id=run_id), *warnings),
         payload={
             "mlflow": {
                 "run_id": run_id,
@@ -155,9 +155,12 @@ def certificate_from_run(
 
 def _datasets(
     inputs: list[DatasetInput], given: Mapping[str, Path]
-) -> tuple[list[DatasetRecord], list[dict[str, Any]]]:
+) -> tuple[list[DatasetRecord], list[dict[str, Any]], list[str]]:
+    """Our records of the run's datasets, MLflow's notes on them, and warnings: a table whose
+    file does not reproduce MLflow's digest may not be the data the run logged."""
     records: list[DatasetRecord] = []
     notes: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for item in inputs:
         dataset = item.dataset
         context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), None)
@@ -177,6 +180,13 @@ def _datasets(
             raise CertificateError(f"MLflow dataset {dataset.name!r} ({role}) is logged twice")
         record, _ = dataset_record(dataset.name, manifest, role=role)
         records.append(record)
+        again = _pandas_digest(path) if tabular else None
+        if again is not None and again != dataset.digest:
+            warnings.append(
+                f"MLflow dataset {dataset.name!r}: {path.name} read with pandas gives MLflow "
+                f"digest {again}, the run logged {dataset.digest}: check that it is the data "
+                "the run used"
+            )
         notes.append(
             {
                 "name": dataset.name,
@@ -185,7 +195,22 @@ def _datasets(
                 "source_type": dataset.source_type,
             }
         )
-    return records, notes
+    return records, notes, warnings
+
+
+def _pandas_digest(path: Path) -> str | None:
+    """MLflow's digest of the table at ``path`` read with pandas' defaults (None: unreadable)."""
+    import pandas as pd
+    from mlflow.data.digest_utils import compute_pandas_digest
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        return str(compute_pandas_digest(frame))
+    except (ValueError, OSError, ImportError):
+        return None
 
 
 def _local_source(source_type: str, source: str) -> Path | None:
