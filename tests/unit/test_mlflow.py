@@ -298,6 +298,18 @@ def test_a_model_logged_as_run_artifacts_by_its_path(store: Store, tmp_path: Pat
     assert body.model_name == "artifacts only"
 
 
+def test_a_store_that_does_not_exist_is_not_made(
+    tmp_path: Path, main: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    missing = tmp_path / "typo" / "mlflow.db"
+    done = main("mlflow", "import", "0" * 32, "--tracking-uri", f"sqlite:///{missing}", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: MLflow tracking store sqlite:///{missing}: {missing} does not exist"
+    )
+    assert not missing.parent.exists()
+
+
 def test_without_mlflow_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     with pytest.raises(ConfigError) as info:

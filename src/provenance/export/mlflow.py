@@ -55,6 +55,11 @@ def mlflow_client(tracking_uri: str | None = None) -> MlflowClient:
         from mlflow import MlflowClient
     except ImportError:
         raise ConfigError(MISSING) from None
+    if tracking_uri is not None and tracking_uri.startswith("sqlite:///"):
+        database = tracking_uri.removeprefix("sqlite:///").partition("?")[0]
+        if database not in ("", ":memory:") and not Path(database).is_file():
+            # MLflow would make an empty store there; the runs asked for are in an existing one
+            raise MlflowError(f"MLflow tracking store {tracking_uri}: {database} does not exist")
     try:
         return MlflowClient(tracking_uri=tracking_uri)
     except mlflow_errors() as exc:
@@ -71,7 +76,8 @@ def mlflow_errors() -> tuple[type[Exception], ...]:
 def mlflow_failure(what: str, exc: Exception) -> MlflowError:
     """An MLflow exception as one line (its message, without MLflow's error-code prefix)."""
     message = getattr(exc, "message", None) or str(exc)
-    return MlflowError(f"{what}: {str(message).splitlines()[0] if message else type(exc).__name__}")
+    lines = str(message).strip().splitlines()
+    return MlflowError(f"{what}: {lines[0] if lines else type(exc).__name__}")
 
 
 def verify_command(subject: Subject) -> str:
