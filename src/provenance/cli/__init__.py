@@ -28,6 +28,7 @@ from provenance.cli import (  # noqa: E402
     images,
     ipfs,
     keys,
+    mlflow,
     nodes,
     oms,
     publish,
@@ -70,6 +71,7 @@ app.add_typer(keys.app, name="key")
 app.add_typer(roles.app, name="role")
 app.add_typer(nodes.app, name="node")
 app.add_typer(oms.app, name="oms")
+app.add_typer(mlflow.app, name="mlflow")
 
 
 def _version(value: bool) -> None:
