@@ -11,6 +11,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "cyclonedx": (
         "cyclonedx",
         "CycloneDX 1.7 ML-BOM (JSON): model card, pedigree, datasets, formulation",
+    ),
     "hf-card": (
         "hf_card",
         "Hugging Face model card: README.md with base_model, datasets, provenance",
