@@ -438,6 +438,21 @@ def _explorer_app() -> Any:
     return TestClient(app, raise_server_exceptions=True)
 
 
+def _invalid_url_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's "cannot send that URL" errors: Starlette's TestClient uses httpx2 when
+    it is installed (huggingface_hub brings it), else httpx."""
+    import httpx
+
+    found: list[type[Exception]] = [httpx.InvalidURL]
+    try:
+        import httpx2
+    except ImportError:
+        pass
+    else:
+        found.append(httpx2.InvalidURL)
+    return tuple(found)
+
+
 def _explorer(data: bytes) -> Outcome:
     state = _STATE
     if "client" not in state:
@@ -445,11 +460,10 @@ def _explorer(data: bytes) -> Outcome:
     text = data.decode("utf-8", errors="surrogateescape")
     if not text.startswith("/"):
         text = "/api/search?q=" + text
-    import httpx
-
+    refused = (*_invalid_url_errors(), UnicodeEncodeError)
     try:
         response = state["client"].get(text)
-    except (httpx.InvalidURL, UnicodeEncodeError):
+    except refused:
         return "clean"  # the HTTP client refuses to send it: never reaches a server
     if response.status_code < 400:
         return "accepted"
