@@ -460,7 +460,7 @@ def _explorer(data: bytes) -> Outcome:
     text = data.decode("utf-8", errors="surrogateescape")
     if not text.startswith("/"):
         text = "/api/search?q=" + text
-    refused = (*_invalid_url_errors(), UnicodeEncodeError)
+    refused: tuple[type[Exception], ...] = (*_invalid_url_errors(), UnicodeEncodeError)
     try:
         response = state["client"].get(text)
     except refused:
