@@ -44,6 +44,19 @@ PasswordFile = Annotated[
     typer.Option(help="File holding the keystore password (else PROVENANCE_KEYSTORE_PASSWORD)."),
 ]
 
+IdOrCertificate = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID|CERT",
+        help="A registered model id (or a unique prefix of 8+ hex digits), or a certificate "
+        "file (signed or not).",
+    ),
+]
+Parents = Annotated[
+    list[str] | None,
+    typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
+]
+
 out = _Console()
 err = _Console(stderr=True)
 

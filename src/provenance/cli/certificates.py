@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from provenance.hashing import Progress as Advance
     from provenance.manifest import DatasetOpening, DatasetRecord
 
-from provenance.cli._common import AsJson, err, out, say, shown
+from provenance.cli._common import AsJson, Parents, err, out, say, shown
 from provenance.cli._common import config as _config
 from provenance.cli._common import session as _session
 from provenance.errors import CertificateError, ConfigError
@@ -90,10 +90,7 @@ def _registry_configured(config: Config) -> bool:
 def run(
     command: Annotated[list[str], typer.Argument(help="The training command, after --.")],
     name: Annotated[str, typer.Option("--name", help="The model's name.")],
-    parent: Annotated[
-        list[str] | None,
-        typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
-    ] = None,
+    parent: Parents = None,
     parent_from_card: Annotated[
         Path | None,
         typer.Option(

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import AsJson, PasswordFile, err, out, say, shown
+from provenance.cli._common import (
+    AsJson,
+    IdOrCertificate,
+    Parents,
+    PasswordFile,
+    err,
+    out,
+    say,
+    shown,
+)
 from provenance.cli._common import session as _session
 from provenance.errors import ConfigError
 
@@ -35,14 +44,7 @@ TrackingUri = Annotated[
 
 @app.command("log")
 def log_command(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="ID|CERT",
-            help="A registered model id (or a unique prefix of 8+ hex digits), or a certificate "
-            "file (signed or not).",
-        ),
-    ],
+    target: IdOrCertificate,
     run_id: Annotated[str, typer.Option("--run-id", metavar="RUN", help="The MLflow run.")],
     tracking_uri: TrackingUri = None,
     as_json: AsJson = False,
@@ -50,11 +52,13 @@ def log_command(
     """Log a certificate to an MLflow run: the certificate (and its signed envelope) as
     artifacts under provenance/, and the tags provenance.model_id, provenance.certificate_cid,
     provenance.certificate_digest and provenance.verify (the command that verifies it)."""
-    from provenance.cli.export import _subject
     from provenance.export.mlflow import log_certificate, mlflow_client
+    from provenance.export.subject import subject_for
 
     client = mlflow_client(tracking_uri)  # MLflow missing: said before any chain is asked
-    logged = log_certificate(_subject(target, None), run_id, client=client)
+    with _session() as clients:
+        subject = subject_for(target, clients)
+    logged = log_certificate(subject, run_id, client=client)
     if as_json:
         document = {"run_id": logged.run_id, "tags": logged.tags, "artifacts": logged.artifacts}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -82,10 +86,7 @@ def import_command(
     name: Annotated[
         str | None, typer.Option("--name", help="The model's name (default: the run's name).")
     ] = None,
-    parent: Annotated[
-        list[str] | None,
-        typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
-    ] = None,
+    parent: Parents = None,
     data: Annotated[
         list[str] | None,
         typer.Option(

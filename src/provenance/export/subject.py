@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provenance.certificate import Certificate, SignedCertificate, body_of, raw_block_cid
+
+if TYPE_CHECKING:
+    from provenance.session import Session
 
 
 @dataclass(frozen=True)
@@ -45,4 +49,23 @@ class Subject:
         return None if self.model_id is None else "0x" + self.model_id.hex()
 
 
-__all__ = ["Subject"]
+def subject_for(target: str, session: Session, *, model_files: Path | None = None) -> Subject:
+    """The subject ``target`` names: a certificate file (signed or not), else a registered model
+    id or unique prefix, whose certificate comes from the session's storage by the digest on
+    its trusted registry (checked)."""
+    from provenance.certificate import load_certificate
+
+    path = Path(target)
+    if path.is_file():
+        return Subject.of(load_certificate(path), model_files=model_files)
+    model_id = session.resolve_id(target)
+    return Subject(
+        session.certificate(model_id),
+        model_id=model_id,
+        chain_id=session.chain_id,
+        registry=session.registry.address,
+        model_files=model_files,
+    )
+
+
+__all__ = ["Subject", "subject_for"]
