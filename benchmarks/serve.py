@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             attestor.flush()
             anchored = attestor.pending() == 0
             recorded = attestor.next_sequence
+            stats = attestor.journal_stats
         attestor.close()
         bare.shutdown()
         client = w3.client_version
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"every one of the {recorded:,} outputs anchored afterwards: {anchored} ({client}); "
         f"journal on {args.journal_dir or tempfile.gettempdir()}"
+    )
+    console.print(
+        f"journal: {stats.records:,} records in {stats.commits:,} synced commits "
+        f"({stats.records / max(stats.commits, 1):.1f} records a commit)"
     )
     console.print(f"load average (1/5/15 min) before and after each round: {' | '.join(loads)}")
     console.print(f"machine: {describe()}")
