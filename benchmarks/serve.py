@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Requests per second and latency of `provenance serve`, beside a bare model server.
 
-    .venv/bin/python benchmarks/serve.py [--requests 2000] [--clients 4]
+    .venv/bin/python benchmarks/serve.py [--requests 1000] [--clients 4] [--rounds 6]
 
 A scikit-learn pipeline (iris) is certified, stored (an embedded IPFS block store) and
 registered on a throwaway anvil, then served from its files by the attesting service
@@ -106,9 +106,9 @@ def spread(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--journal-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     console = Console(width=150)
