@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Requests per second and latency of `provenance serve`, beside a bare model server.
 
-    .venv/bin/python benchmarks/serve.py [--requests 2000] [--clients 4]
+    .venv/bin/python benchmarks/serve.py [--requests 1000] [--clients 4] [--rounds 6]
 
 A scikit-learn pipeline (iris) is certified, stored (an embedded IPFS block store) and
 registered on a throwaway anvil, then served from its files by the attesting service
@@ -9,12 +9,17 @@ registered on a throwaway anvil, then served from its files by the attesting ser
 Merkle batches in the background). The reference is the model images' own entrypoint
 (standard-library ThreadingHTTPServer, no attestation) serving the same pickle in-process.
 Each client sends one-row requests back to back over a kept-alive connection; the clients run
-in a process of their own, so they do not share the servers' interpreter lock.
+in a process of their own, so they do not share the servers' interpreter lock. Both servers stay
+up and are measured in alternation, ``--rounds`` times, so a neighbour's load falls on both:
+the ratio of each round is the figure, printed with its spread and the load average.
+``--journal-dir`` puts the journal on another file system (its fsync is the cost under test).
+Goal (issue 18): requests/s >= 0.9x the bare entrypoint's, p99 <= 1.5x its p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -83,20 +88,38 @@ def measure(url: str, requests: int, clients: int) -> tuple[float, list[float]]:
         return pool.submit(load, url, requests, clients).result()
 
 
-def row(name: str, rate: float, latencies: list[float]) -> tuple[str, str, str, str]:
+def quantiles(latencies: list[float]) -> tuple[float, float]:
     q = statistics.quantiles(latencies, n=100)
-    return name, f"{rate:,.0f}", f"{q[49]:.2f}", f"{q[98]:.2f}"
+    return q[49], q[98]
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def spread(values: list[float]) -> str:
+    return (
+        f"median {statistics.median(values):.2f}x (min {min(values):.2f}x, max {max(values):.2f}x)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--journal-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     console = Console(width=150)
     tools = Tools(search_path=(Path(sys.executable).parent, ROOT / ".tools" / "bin"))
-    results = []
-    with ephemeral_anvil(tools) as rpc, tempfile.TemporaryDirectory() as tmp:
+    rounds: list[tuple[tuple[float, list[float]], tuple[float, list[float]]]] = []
+    loads = [load_average()]
+    with (
+        ephemeral_anvil(tools) as rpc,
+        tempfile.TemporaryDirectory() as tmp,
+        tempfile.TemporaryDirectory(dir=args.journal_dir) as journal_dir,
+    ):
         folder = Path(tmp)
         w3 = connect(rpc)
         admin = dev_account(w3)
@@ -119,16 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         bare.RequestHandlerClass.log_message = lambda *_: None  # type: ignore[attr-defined]
         thread = threading.Thread(target=bare.serve_forever, daemon=True)
         thread.start()
-        load(f"http://127.0.0.1:{port}", 100, 1)  # warm up
-        results.append(
-            row(
-                "model image entrypoint (stdlib HTTP, no attestation)",
-                *measure(f"http://127.0.0.1:{port}", args.requests, args.clients),
-            )
-        )
-        bare.shutdown()
+        bare_url = f"http://127.0.0.1:{port}"
 
-        served = load_served_model(mid, registry=registry, storage=store, workdir=folder / "w")
+        served = load_served_model(
+            mid,
+            registry=registry,
+            storage=store,
+            workdir=folder / "w",
+            registrants=[admin.address],
+        )
         node = Account.create()
         attestor_contract.authorize_node(
             mid, node.address, run.certificate.registration(), served.image_id_bytes
@@ -138,29 +160,75 @@ def main(argv: list[str] | None = None) -> int:
             served.model_digest_bytes,
             node,
             attestor_contract,
-            folder / "journal.sqlite",
+            Path(journal_dir) / "journal.sqlite",
             max_age=1.0,
         )
         attestor.start()
         app = create_app(served, attestor, registry)
         with running(app, port=free_port()) as url:
+            load(bare_url, 100, 1)  # warm up
             load(url, 100, 1)
-            rate, latencies = measure(url, args.requests, args.clients)
-            results.append(row("provenance serve (journaled, batched, anchored)", rate, latencies))
+            for _ in range(args.rounds):
+                bare_figures = measure(bare_url, args.requests, args.clients)
+                served_figures = measure(url, args.requests, args.clients)
+                rounds.append((bare_figures, served_figures))
+                loads.append(load_average())
             attestor.flush()
             anchored = attestor.pending() == 0
+            recorded = attestor.next_sequence
+            stats = attestor.journal_stats
         attestor.close()
+        bare.shutdown()
         client = w3.client_version
     table = Table(
-        title=f"one-row predictions, {args.clients} clients, {args.requests:,} requests",
+        title=f"one-row predictions, {args.clients} clients, {args.requests:,} requests a round",
         title_justify="left",
     )
-    for column in ("server", "requests/s", "p50 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "server" else "right")
-    for r in results:
-        table.add_row(*r)
+    for column in (
+        "round",
+        "entrypoint req/s",
+        "serve req/s",
+        "ratio",
+        "entrypoint p50/p99 ms",
+        "serve p50/p99 ms",
+        "p99 ratio",
+    ):
+        table.add_column(column, justify="right")
+    rate_ratios, p99_ratios = [], []
+    for i, ((bare_rate, bare_lat), (rate, lat)) in enumerate(rounds, 1):
+        b50, b99 = quantiles(bare_lat)
+        s50, s99 = quantiles(lat)
+        rate_ratios.append(rate / bare_rate)
+        p99_ratios.append(s99 / b99)
+        table.add_row(
+            str(i),
+            f"{bare_rate:,.0f}",
+            f"{rate:,.0f}",
+            f"{rate / bare_rate:.2f}x",
+            f"{b50:.1f} / {b99:.1f}",
+            f"{s50:.1f} / {s99:.1f}",
+            f"{s99 / b99:.2f}x",
+        )
     console.print(table)
-    console.print(f"every output anchored afterwards: {anchored} ({client})")
+    rate_met = statistics.median(rate_ratios) >= 0.9
+    p99_met = statistics.median(p99_ratios) <= 1.5
+    console.print(
+        f"requests/s, serve / entrypoint: {spread(rate_ratios)}; goal >= 0.90x: "
+        f"{'met' if rate_met else 'NOT met'}"
+    )
+    console.print(
+        f"p99, serve / entrypoint:        {spread(p99_ratios)}; goal <= 1.50x: "
+        f"{'met' if p99_met else 'NOT met'}"
+    )
+    console.print(
+        f"every one of the {recorded:,} outputs anchored afterwards: {anchored} ({client}); "
+        f"journal on {args.journal_dir or tempfile.gettempdir()}"
+    )
+    console.print(
+        f"journal: {stats.records:,} records in {stats.commits:,} synced commits "
+        f"({stats.records / max(stats.commits, 1):.1f} records a commit)"
+    )
+    console.print(f"load average (1/5/15 min) before and after each round: {' | '.join(loads)}")
     console.print(f"machine: {describe()}")
     return 0
 

@@ -462,7 +462,7 @@ def create_app(
             },
         },
     )
-    async def predict(request: Request, wait: bool = False) -> PredictResponse:
+    async def predict(request: Request, wait: bool = False) -> JSONResponse:
         # a form post from any web page would spend gas: only JSON, which needs a CORS preflight
         kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if kind != "application/json":
@@ -492,12 +492,12 @@ def create_app(
             raise HTTPException(422, f"{where}: {first['msg']}") from None
         return await _answer(parsed, body, wait)
 
-    async def _answer(parsed: PredictRequest, body: bytes, wait: bool) -> PredictResponse:
+    async def _answer(parsed: PredictRequest, body: bytes, wait: bool) -> JSONResponse:
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(_answer_sync, parsed, body, wait)
 
-    def _answer_sync(parsed: PredictRequest, body: bytes, wait: bool) -> PredictResponse:
+    def _answer_sync(parsed: PredictRequest, body: bytes, wait: bool) -> JSONResponse:
         status = state.get()
         if status != "ok":
             raise HTTPException(503, f"model {mid} is {status} on chain; not serving")
@@ -511,21 +511,27 @@ def create_app(
             raise HTTPException(
                 500, f"the model answered values JSON cannot carry ({exc}); nothing was recorded"
             ) from None
-        record = attestor.record(body, out)  # journaled (synced) before the answer leaves
+        # journaled before the answer leaves: record() returns once the commit covering it is
+        # synced (concurrent requests share commits: provenance.attest.journal)
+        record = attestor.record(body, out)
         receipt = None
         if wait:
             attestor.flush()
             found = attestor.receipt(record.sequence)
             receipt = None if found is None else found.to_json()
-        return PredictResponse(
-            predictions=predictions,
-            model_id=mid,
-            model_digest=served.model_digest,
-            sequence=record.sequence,
-            input_digest=format_digest(record.input_digest),
-            output_digest=format_digest(record.output_digest),
-            receipt_url=f"/receipts/{record.sequence}",
-            receipt=receipt,
+        # PredictResponse's fields, as a dict: FastAPI would validate and re-encode a model it
+        # was returned, a cost on every answer (the schema still says PredictResponse)
+        return JSONResponse(
+            {
+                "predictions": predictions,
+                "model_id": mid,
+                "model_digest": served.model_digest,
+                "sequence": record.sequence,
+                "input_digest": format_digest(record.input_digest),
+                "output_digest": format_digest(record.output_digest),
+                "receipt_url": f"/receipts/{record.sequence}",
+                "receipt": receipt,
+            }
         )
 
     @app.get(
