@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sha3  # safe-pysha3: a C keccak, about 5x the pure-Python-facing alternatives
 
+from provenance.attest_native import native_available as native_available
+from provenance.attest_native import record_leaves, tree_levels
 from provenance.errors import ConfigError, IntegrityError, ProvenanceError, ServiceError
 from provenance.registration import EIP712_DOMAIN_TYPES
 from provenance.untrusted import keep_recursion_limit
@@ -94,15 +96,7 @@ class OutputTree:
     """A Merkle tree over leaves, compatible with OpenZeppelin's MerkleProof."""
 
     def __init__(self, leaves: Sequence[bytes]) -> None:
-        if not leaves:
-            raise ValueError("an output tree needs at least one leaf")
-        self.levels: list[list[bytes]] = [list(leaves)]
-        while len(self.levels[-1]) > 1:
-            level = self.levels[-1]
-            parent = [hash_pair(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-            if len(level) % 2:
-                parent.append(level[-1])
-            self.levels.append(parent)
+        self.levels: list[list[bytes]] = tree_levels(leaves)  # native when built
 
     @property
     def root(self) -> bytes:
@@ -577,7 +571,7 @@ class Attestor:
         pending = self._records("batch IS NULL", ())
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            tree = OutputTree([r.leaf for r in chunk])
+            tree = OutputTree(record_leaves(chunk))
             batch = Batch(
                 self.model_id,
                 self.model_digest,
@@ -639,7 +633,7 @@ class Attestor:
         cached = self._sealed.get(first)
         if cached is None:  # a sealed batch never changes: build its tree once
             members = self._records("batch = ?", (first,))
-            cached = self._sealed[first] = (members, OutputTree([r.leaf for r in members]))
+            cached = self._sealed[first] = (members, OutputTree(record_leaves(members)))
         members, tree = cached
         index = sequence - first
         return Receipt(
