@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command, idempotent setup of provenance on a fresh Debian machine.
 #
-#   scripts/setup.sh            # .venv, npm tools, kubo, Docker engine, base image
+#   scripts/setup.sh            # .venv, native extension, npm tools, kubo, Docker engine, base image
 #   scripts/setup.sh --with-ape # ... and a separate .venv-ape with ape + ape-foundry
 #
 # Everything it creates is gitignored: .venv/, .venv-ape/, .tools/.
@@ -39,11 +39,15 @@ fi
 if [[ "$(cat "$VENV/.provenance-stamp" 2>/dev/null)" != "$want" ]]; then
   say "installing provenance and its test extras into .venv"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,server,export,mlflow]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,server,export,mlflow,native]"
   echo "$want" > "$VENV/.provenance-stamp"
 else
   say ".venv is up to date"
 fi
+
+# --- native leaf and tree loop of output attestation (Rust; optional) -------
+# Without cargo it says so in one line and provenance uses the pure-Python loop.
+"$ROOT/scripts/build-native.sh" "$VENV"
 
 # --- npm tools: anvil, solc-js, OpenZeppelin -------------------------------
 command -v npm >/dev/null || die "npm not found; install Node.js >= 18 and npm (Debian: apt-get install nodejs npm)"

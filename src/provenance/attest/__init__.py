@@ -16,6 +16,7 @@ services.
 
 from provenance.attest.attestor import AnchoringHealth, AttestationTarget, Attestor
 from provenance.attest.journal import JOURNAL_SCHEMA, CommitStats
+from provenance.attest.native import native_available
 from provenance.attest.receipt import Receipt, verify_receipt_offline
 from provenance.attest.records import (
     BATCH_EIP712_TYPES,
@@ -43,6 +44,7 @@ __all__ = [
     "batch_typed_data",
     "hash_pair",
     "keccak256",
+    "native_available",
     "root_from_proof",
     "verify_output_proof",
     "verify_receipt_offline",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from provenance.attest.journal import CommitStats, GroupCommit, open_journal
+from provenance.attest.native import record_leaves
 from provenance.attest.receipt import Receipt
 from provenance.attest.records import Batch, OutputRecord, OutputTree
 from provenance.errors import IntegrityError, ProvenanceError, ServiceError
@@ -173,7 +174,7 @@ class Attestor:
         pending = self._records("batch IS NULL", ())
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            tree = OutputTree([r.leaf for r in chunk])
+            tree = OutputTree(record_leaves(chunk))
             batch = Batch(
                 self.model_id,
                 self.model_digest,
@@ -235,7 +236,7 @@ class Attestor:
         cached = self._sealed.get(first)
         if cached is None:  # a sealed batch never changes: build its tree once
             members = self._records("batch = ?", (first,))
-            cached = self._sealed[first] = (members, OutputTree([r.leaf for r in members]))
+            cached = self._sealed[first] = (members, OutputTree(record_leaves(members)))
         members, tree = cached
         index = sequence - first
         return Receipt(

@@ -74,15 +74,9 @@ class OutputTree:
     """A Merkle tree over leaves, compatible with OpenZeppelin's MerkleProof."""
 
     def __init__(self, leaves: Sequence[bytes]) -> None:
-        if not leaves:
-            raise ValueError("an output tree needs at least one leaf")
-        self.levels: list[list[bytes]] = [list(leaves)]
-        while len(self.levels[-1]) > 1:
-            level = self.levels[-1]
-            parent = [hash_pair(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-            if len(level) % 2:
-                parent.append(level[-1])
-            self.levels.append(parent)
+        from provenance.attest.native import tree_levels
+
+        self.levels: list[list[bytes]] = tree_levels(leaves)  # native when built
 
     @property
     def root(self) -> bytes:
