@@ -453,7 +453,7 @@ def test_the_dockerfile() -> None:
     )
     assert text == (
         "FROM provenance/base:bookworm\n"
-        "COPY site-packages/ /usr/local/lib/python3.11/dist-packages/\n"
+        "COPY packages/ /\n"
         "COPY entrypoint.py /opt/provenance/entrypoint.py\n"
         "COPY model/ /opt/provenance/model/\n"
         'LABEL "a b"="quote \\"x\\""\n'

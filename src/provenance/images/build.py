@@ -31,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import Field, ValidationError
@@ -75,15 +75,17 @@ def _model_file(model: Path) -> tuple[str, Path]:
 
 
 def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, str]) -> str:
-    """The generated Dockerfile (its context: ``site-packages/``, ``entrypoint.py``,
-    ``model/``). Packages come first, so models with the same packages share that layer."""
+    """The generated Dockerfile (its context: ``packages/`` (the packages' folder as a path
+    from the root, every folder with a fixed mtime, so the layer is the same byte for byte
+    whenever the packages are), ``entrypoint.py``, ``model/``). Packages come first, so models
+    with the same packages share that layer, in the engine and in IPFS."""
     label_lines = "".join(
         f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(labels.items())
     )
     command = ["python3", "-I", ENTRYPOINT, "--model", f"{MODEL_DIR}/{pickle_name}"]
     return (
         f"FROM {base}\n"
-        f"COPY site-packages/ /usr/local/lib/python{python}/dist-packages/\n"
+        f"COPY packages/ /\n"
         f"COPY entrypoint.py {ENTRYPOINT}\n"
         f"COPY model/ {MODEL_DIR}/\n"
         f"{label_lines}"
@@ -180,15 +182,33 @@ def build_model_image(
                 tar.add(model, "model", filter=_root_owned)
             else:
                 tar.add(model, f"model/{model.name}", filter=_root_owned)
-            seen: set[str] = set()
+            files: dict[str, Path] = {}
             for dist in dists.values():
                 for rel, path in _dist_files(dist, tests):
-                    if rel not in seen:
-                        seen.add(rel)
-                        tar.add(path, f"site-packages/{rel}", recursive=False, filter=_root_owned)
+                    files.setdefault(rel, path)
+            # Folders with a fixed mtime: otherwise the engine makes them at build time and the
+            # package layer differs between uncached builds, so it would not deduplicate in IPFS.
+            packages = PurePosixPath("packages", _SITE.format(python=python).lstrip("/"))
+            for folder in sorted(
+                {str(packages / p) for rel in files for p in PurePosixPath(rel).parents}
+                | {str(p) for p in packages.parents if str(p) != "."}
+            ):
+                _add_folder(tar, folder)
+            for rel, path in files.items():
+                tar.add(path, str(packages / rel), recursive=False, filter=_root_owned)
         image_id = _build(engine, context, tag)
     image = engine.image(image_id)
     return LocalImage(id=image.id, tags=(tag,), labels=image.labels)
+
+
+_SITE = "/usr/local/lib/python{python}/dist-packages"
+"""Where the packages of a model image go (the base's python3 looks there)."""
+
+
+def _add_folder(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+    tar.addfile(_root_owned(info))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
