@@ -454,8 +454,8 @@ def test_the_dockerfile() -> None:
     assert text == (
         "FROM provenance/base:bookworm\n"
         "COPY packages/ /\n"
-        "COPY entrypoint.py /opt/provenance/entrypoint.py\n"
-        "COPY model/ /opt/provenance/model/\n"
+        "COPY app/ /\n"
+        "COPY model/ /\n"
         'LABEL "a b"="quote \\"x\\""\n'
         f'LABEL "provenance.model.digest"="sha256:{"ab" * 32}"\n'
         "USER 65534:65534\n"

@@ -77,7 +77,7 @@ def _model_file(model: Path) -> tuple[str, Path]:
 def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, str]) -> str:
     """The generated Dockerfile (its context: ``packages/`` (the packages' folder as a path
     from the root, every folder with a fixed mtime, so the layer is the same byte for byte
-    whenever the packages are), ``entrypoint.py``, ``model/``). Packages come first, so models
+    whenever the packages are), ``app/`` and ``model/`` (the entrypoint and the model, likewise)). Packages come first, so models
     with the same packages share that layer, in the engine and in IPFS."""
     label_lines = "".join(
         f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(labels.items())
@@ -86,8 +86,8 @@ def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, st
     return (
         f"FROM {base}\n"
         f"COPY packages/ /\n"
-        f"COPY entrypoint.py {ENTRYPOINT}\n"
-        f"COPY model/ {MODEL_DIR}/\n"
+        "COPY app/ /\n"
+        "COPY model/ /\n"
         f"{label_lines}"
         "USER 65534:65534\n"
         f"ENTRYPOINT {json.dumps(command)}\n"
@@ -177,11 +177,21 @@ def build_model_image(
         context = Path(scratch) / "context.tar"
         with tarfile.open(context, "w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "Dockerfile", text.encode())
-            tar.add(_entrypoint_source(), "entrypoint.py", filter=_root_owned)
+            app = PurePosixPath("app", ENTRYPOINT.lstrip("/"))
+            for folder in reversed([str(p) for p in app.parents if str(p) != "."]):
+                _add_folder(tar, folder)
+            entrypoint = tar.gettarinfo(_entrypoint_source(), str(app))
+            entrypoint.mtime = 0
+            with open(_entrypoint_source(), "rb") as f:
+                tar.addfile(_root_owned(entrypoint), f)
+            place = PurePosixPath("model", MODEL_DIR.lstrip("/"))
+            for folder in reversed([str(p) for p in place.parents if str(p) != "."]):
+                _add_folder(tar, folder)
             if model.is_dir():
-                tar.add(model, "model", filter=_root_owned)
+                tar.add(model, str(place), filter=_root_owned)
             else:
-                tar.add(model, f"model/{model.name}", filter=_root_owned)
+                _add_folder(tar, str(place))
+                tar.add(model, str(place / model.name), filter=_root_owned)
             files: dict[str, Path] = {}
             for dist in dists.values():
                 for rel, path in _dist_files(dist, tests):
