@@ -255,7 +255,8 @@ def _build(engine: DockerEngine, context: Path, tag: str) -> str:
 
 class ImageRecord(Frozen):
     """Where an image is and what it is: the image id (``sha256:`` of its config), the CID and
-    size of its ``docker save`` archive, and what its labels say it holds."""
+    size of its OCI image layout (records made before layouts: of its ``docker save`` archive),
+    and what its labels say it holds."""
 
     image_id: Digest
     archive: str
