@@ -1,13 +1,17 @@
 """Model images against the session stack's real dockerd and kubo: a scikit-learn model is
 trained and certified, its image built and pushed inside the run (so the certificate records
 the image id and archive CID), removed, pulled back from IPFS, and its prediction in a
-network-less container equals the in-process one. A lying node, an unexpected image id and a
-different image under the expected tag are refused with nothing loaded."""
+network-less container equals the in-process one. Images are OCI image layouts in IPFS: a second
+model on the same base adds only its own layer; a pull fetches only the layers the engine lacks.
+A lying node, a tampered manifest, config or layer, an unexpected image id and a different image
+under the expected tag are refused with nothing loaded; records of single archives still pull."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import pickle
 import subprocess
 import sys
 import tarfile
@@ -15,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
+import httpx
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -34,16 +40,20 @@ from provenance.images import (
     LocalImage,
     attach_image,
     build_model_image,
+    ensure_base_image,
     image_record_of,
     import_rootfs,
+    present_layers,
     pull_from_ipfs,
     push_to_ipfs,
+    read_layout,
     run_prediction,
     verify_model_image,
 )
 from provenance.stack import Stack
 from provenance.storage import Kubo, dagpb
 from provenance.storage import cid as cids
+from tests.integration.conftest import BASE_ROOTFS
 from tests.integration.test_ipfs_storage import flatfs_block
 
 pytestmark = pytest.mark.integration
@@ -135,12 +145,13 @@ def a_leaf(kubo: Kubo, cid: str) -> bytes:
     return node
 
 
-def test_an_archive_altered_in_the_node_is_refused_and_nothing_is_loaded(
+def test_a_layer_altered_in_the_node_is_refused_and_nothing_is_loaded(
     stack: Stack, engine: DockerEngine, kubo: Kubo, trained: Trained
 ) -> None:
     record = trained.record
     removed(engine, record.image_id)
-    leaf = a_leaf(kubo, record.archive)
+    layout = read_layout(kubo, record.archive, record.image_id)
+    leaf = a_leaf(kubo, layout.layers[-1].cid)  # the model's own layer: the engine lacks it
     block_file = flatfs_block(stack, leaf)
     original = block_file.read_bytes()
     block_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
@@ -153,6 +164,138 @@ def test_an_archive_altered_in_the_node_is_refused_and_nothing_is_loaded(
         assert not engine.has(record.image_id)
     finally:
         block_file.write_bytes(original)
+
+
+def repo_size(kubo: Kubo) -> int:
+    """What kubo's `repo stat` says the repo holds, in bytes."""
+    response = httpx.post(f"{kubo.api_url}/api/v0/repo/stat", params={"size-only": "true"})
+    return int(response.json()["RepoSize"])
+
+
+@pytest.fixture(scope="module")
+def sibling(
+    engine: DockerEngine, trained: Trained, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A second model image on the same base (another model, same packages): its id."""
+    path = tmp_path_factory.mktemp("sibling") / "model.pkl"
+    X, y = load_iris(return_X_y=True)
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=2.0))])
+    path.write_bytes(pickle.dumps(model.fit(X, y), protocol=5))
+    return build_model_image(engine, path, tag="provenance/model:sibling").id
+
+
+def test_a_second_model_on_the_same_base_adds_only_its_own_layer(
+    engine: DockerEngine, kubo: Kubo, trained: Trained, sibling: str
+) -> None:
+    first = read_layout(kubo, trained.record.archive, trained.record.image_id)
+    before = repo_size(kubo)
+    record = push_to_ipfs(engine, sibling, kubo)
+    added = repo_size(kubo) - before
+    second = read_layout(kubo, record.archive, sibling)
+    print(f"first push {first.size} bytes of blobs, second push added {added} bytes to the repo "
+          f"({added / first.size:.4%})")  # fmt: skip
+    assert record.archive in kubo.pins()
+    # the base, the packages and the entrypoint are the same blobs, under the same CIDs
+    assert first.layers[:-1] == second.layers[:-1]
+    assert first.layers[-1].cid != second.layers[-1].cid
+    assert added <= 0.05 * first.size
+
+
+def test_a_pull_into_an_engine_without_the_base_fetches_every_layer(
+    engine: DockerEngine, kubo: Kubo, trained: Trained
+) -> None:
+    record = trained.record
+    layout = read_layout(kubo, record.archive, record.image_id)
+    try:
+        for image in engine.api.images(all=True):  # no layer of the model's chain is left
+            with contextlib.suppress(docker.errors.ImageNotFound):  # gone with its child
+                engine.client.images.remove(image["Id"], force=True)
+        assert present_layers(engine, [layer.digest for layer in layout.layers]) == 0
+        fetched: list[int] = []
+        pulled = pull_from_ipfs(
+            engine, kubo, record.archive, record.image_id, progress=fetched.append
+        )
+        assert pulled.id == record.image_id
+        assert sum(fetched) == sum(layer.size for layer in layout.layers)
+        rows = trained.rows[:5]
+        assert run_prediction(engine, pulled.id, rows) == trained.model.predict(rows).tolist()
+    finally:
+        ensure_base_image(engine, BASE_ROOTFS)
+
+
+def test_a_pull_into_an_engine_with_the_base_skips_the_layers_it_has(
+    engine: DockerEngine, kubo: Kubo, trained: Trained, base_image: str
+) -> None:
+    record = trained.record
+    removed(engine, record.image_id)
+    layout = read_layout(kubo, record.archive, record.image_id)
+    skip = present_layers(engine, [layer.digest for layer in layout.layers])
+    assert skip >= 1  # the base at least
+    fetched: list[int] = []
+    pulled = pull_from_ipfs(engine, kubo, record.archive, record.image_id, progress=fetched.append)
+    assert pulled.id == record.image_id
+    assert sum(fetched) == sum(layer.size for layer in layout.layers[skip:])
+    assert (
+        run_prediction(engine, pulled.id, trained.rows[:3])
+        == trained.model.predict(trained.rows[:3]).tolist()
+    )
+    fetched.clear()  # the engine has it all: nothing is fetched but the small blobs
+    pull_from_ipfs(engine, kubo, record.archive, record.image_id, progress=fetched.append)
+    assert fetched == []
+
+
+def tampered(kubo: Kubo, cid: str, folder: Path, change: str) -> str:
+    """The layout at ``cid`` with one blob changed (its name kept) and put back; its CID."""
+    kubo.get_path(cid, folder)
+    blobs = folder / "blobs" / "sha256"
+    index = json.loads((folder / "index.json").read_bytes())
+    manifest_path = blobs / index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads(manifest_path.read_bytes())
+    if change == "manifest":
+        manifest["layers"].reverse()
+        manifest_path.write_bytes(json.dumps(manifest).encode())
+    elif change == "config":
+        path = blobs / manifest["config"]["digest"].removeprefix("sha256:")
+        path.write_bytes(path.read_bytes().replace(b'"Cmd":null', b'"Cmd":["sh"]'))
+    else:
+        path = blobs / manifest["layers"][-1]["digest"].removeprefix("sha256:")
+        data = bytearray(path.read_bytes())
+        data[700] ^= 1  # inside the first file's content, same size
+        path.write_bytes(bytes(data))
+    return kubo.put_path(folder, pin=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("manifest", "the manifest of the image layout {cid} is sha256:"),
+        ("config", "the config of the image layout {cid} is sha256:"),
+        ("layer", "layer 3 of the image layout {cid} is not sha256:"),
+    ],
+)
+def test_a_tampered_layout_is_refused_before_anything_is_loaded(
+    engine: DockerEngine, kubo: Kubo, trained: Trained, tmp_path: Path, change: str, reason: str
+) -> None:
+    record = trained.record
+    cid = tampered(kubo, record.archive, tmp_path / "layout", change)
+    removed(engine, record.image_id)
+    with pytest.raises(IntegrityError) as info:
+        pull_from_ipfs(engine, kubo, cid, record.image_id)
+    assert str(info.value).startswith(reason.format(cid=cid))
+    assert not engine.has(record.image_id)
+
+
+def test_a_record_of_a_single_archive_still_pulls(
+    engine: DockerEngine, kubo: Kubo, trained: Trained
+) -> None:
+    """Records made before image layouts name a `docker save` tar stored as one file."""
+    record = trained.record
+    present(engine, kubo, trained)
+    cid = kubo.put_stream(ChunkReader(engine.api.get_image(record.image_id, chunk_size=1 << 20)))  # type: ignore[arg-type]
+    removed(engine, record.image_id)
+    pulled = pull_from_ipfs(engine, kubo, cid, record.image_id)
+    assert pulled.id == record.image_id
+    assert engine.image(f"provenance/ipfs:{cid}").id == record.image_id
 
 
 def tiny_rootfs(folder: Path) -> Path:

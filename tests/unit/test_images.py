@@ -34,15 +34,20 @@ from provenance.images import (
     RECORD_MEDIA_TYPE,
     ArchiveCheck,
     DockerEngine,
+    ImageLayout,
     ImageRecord,
     attach_image,
     distributions_for,
     dockerfile,
     image_record_of,
+    load_archive,
     pickle_globals,
+    read_layout,
     rootfs_archive,
+    store_layout,
     verified_archive,
 )
+from provenance.images.oci import LAYER_TYPE, kind_of
 from provenance.storage import LocalStore
 
 PROVENANCE = Path(sys.executable).parent / "provenance"
@@ -200,6 +205,170 @@ def test_a_truncated_archive_is_refused() -> None:
     assert str(info.value).startswith("the archive X is not a valid image archive: ")
 
 
+# ---------------------------------------------------------------- OCI image layouts in IPFS
+BASE_LAYER = b"base layer " * 100_000  # ~1.1 MB: several leaves, a file node with links
+MODEL_LAYER_A = b"model A " * 1000
+MODEL_LAYER_B = b"model B " * 1000
+
+
+def layered(layers: list[bytes], label: str = "x") -> tuple[bytes, str]:
+    """A docker save archive of an image with these layers (the second layer of each image is
+    stored as a symlink when it repeats the first, as docker save does); (archive, image id)."""
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps(
+        {"config": {"Labels": {"l": label}}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    folders = [f"{i:064x}" for i in range(len(layers))]
+    files: list[tuple[str, bytes | None]] = []
+    symlinks: dict[str, str] = {}
+    for i, (folder, layer) in enumerate(zip(folders, layers, strict=True)):
+        files.append((folder, None))
+        first = layers.index(layer)
+        if first == i:
+            files.append((f"{folder}/layer.tar", layer))
+        else:
+            symlinks[f"{folder}/layer.tar"] = f"../{folders[first]}/layer.tar"
+    manifest = [{"Config": name, "RepoTags": None, "Layers": [f"{f}/layer.tar" for f in folders]}]
+    files += [(name, config), ("manifest.json", json.dumps(manifest).encode())]
+    return tar_of(files, symlinks=symlinks), image_id_of(config)
+
+
+def stored(store: LocalStore, layers: list[bytes], label: str = "x") -> ImageLayout:
+    archive, image_id = layered(layers, label)
+    return store_layout(chunks_of(archive, 65536), image_id, store)
+
+
+def test_an_image_round_trips_as_an_oci_layout_and_loads_as_docker_save(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    layout = stored(store, [BASE_LAYER, MODEL_LAYER_A, BASE_LAYER])
+    root = tmp_path / "layout"
+    store.get_path(layout.cid, root)
+    assert (root / "oci-layout").read_bytes() == b'{"imageLayoutVersion":"1.0.0"}'
+    index = json.loads((root / "index.json").read_bytes())
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    (descriptor,) = index["manifests"]
+    blobs = root / "blobs" / "sha256"
+    manifest = json.loads((blobs / descriptor["digest"][7:]).read_bytes())
+    assert manifest["config"]["digest"] == layout.image_id
+    assert [d["mediaType"] for d in manifest["layers"]] == [LAYER_TYPE] * 3
+    for blob in blobs.iterdir():  # every blob is named by its digest
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert len(list(blobs.iterdir())) == 4  # manifest, config, two distinct layers
+
+    read = read_layout(store, layout.cid, layout.image_id)
+    assert read.layers == layout.layers
+    assert read.image_id == layout.image_id
+    archive = members(b"".join(load_archive(store, read)))
+    assert list(archive)[-1] == "manifest.json"
+    (entry,) = json.loads(archive["manifest.json"] or b"")
+    assert entry["RepoTags"] is None
+    assert [archive[name] for name in entry["Layers"]] == [BASE_LAYER, MODEL_LAYER_A, BASE_LAYER]
+    assert image_id_of(archive[entry["Config"]] or b"") == layout.image_id
+
+
+def test_two_images_on_one_base_share_the_base_layer_blob(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    first = stored(store, [BASE_LAYER, MODEL_LAYER_A], "a")
+    second = stored(store, [BASE_LAYER, MODEL_LAYER_B], "b")
+    assert first.cid != second.cid
+    assert first.layers[0] == second.layers[0]  # same digest, same CID
+    assert first.layers[1].cid != second.layers[1].cid
+
+
+def test_layers_the_engine_has_are_left_out_of_the_load_archive(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    layout = stored(store, [BASE_LAYER, MODEL_LAYER_A])
+    archive = members(b"".join(load_archive(store, layout, skip=1)))
+    (entry,) = json.loads(archive["manifest.json"] or b"")
+    assert entry["Layers"][0] not in archive  # docker load looks it up by chain instead
+    assert archive[entry["Layers"][1]] == MODEL_LAYER_A
+
+
+def test_an_archive_whose_layer_is_not_its_diff_id_is_not_stored(tmp_path: Path) -> None:
+    archive, image_id = layered([BASE_LAYER])
+    forged = archive.replace(BASE_LAYER[:11], b"evil layer ", 1)
+    with pytest.raises(IntegrityError, match="are not the ones its config names"):
+        store_layout(chunks_of(forged, 65536), image_id, LocalStore(tmp_path / "blocks"))
+
+
+def test_an_archive_of_another_image_is_not_stored(tmp_path: Path) -> None:
+    archive, image_id = layered([BASE_LAYER])
+    with pytest.raises(IntegrityError) as info:
+        store_layout(chunks_of(archive), "sha256:" + "0" * 64, LocalStore(tmp_path / "b"))
+    assert str(info.value) == f"the image holds image {image_id}, expected sha256:{'0' * 64}"
+
+
+def tampered(store: LocalStore, layout: ImageLayout, tmp_path: Path, change: str) -> str:
+    """The layout with one blob changed and its directory re-stored; its new CID. ``change``:
+    manifest (a layer digest swapped), config (a label), index (another manifest digest)."""
+    root = tmp_path / change
+    store.get_path(layout.cid, root)
+    blobs = root / "blobs" / "sha256"
+    index = json.loads((root / "index.json").read_bytes())
+    manifest_path = blobs / index["manifests"][0]["digest"][7:]
+    manifest = json.loads(manifest_path.read_bytes())
+    if change == "config":
+        config_path = blobs / manifest["config"]["digest"][7:]
+        config_path.write_bytes(config_path.read_bytes().replace(b'"l": "x"', b'"l": "y"'))
+    elif change == "manifest":
+        manifest["layers"][1]["digest"] = manifest["layers"][0]["digest"]
+        manifest_path.write_bytes(json.dumps(manifest).encode())
+    elif change == "layer":
+        layer_path = blobs / manifest["layers"][1]["digest"][7:]
+        layer_path.write_bytes(MODEL_LAYER_B)
+    return store.put_path(root)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("config", "the config of the image layout {cid} is sha256:"),
+        ("manifest", "the manifest of the image layout {cid} is sha256:"),
+    ],
+)
+def test_a_tampered_manifest_or_config_is_refused_before_anything_is_sent(
+    tmp_path: Path, change: str, message: str
+) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    layout = stored(store, [BASE_LAYER, MODEL_LAYER_A])
+    cid = tampered(store, layout, tmp_path, change)
+    with pytest.raises(IntegrityError) as info:
+        read_layout(store, cid, layout.image_id)
+    assert str(info.value).startswith(message.format(cid=cid))
+
+
+def test_a_tampered_layer_is_refused_before_the_manifest_is_sent(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    layout = stored(store, [BASE_LAYER, MODEL_LAYER_A])
+    cid = tampered(store, layout, tmp_path, "layer")
+    read = read_layout(store, cid, layout.image_id)  # small blobs are fine: the layer is not
+    sent: list[bytes] = []
+    with pytest.raises(IntegrityError) as info:
+        for chunk in load_archive(store, read):
+            sent.append(chunk)
+    assert str(info.value) == f"layer 1 of the image layout {cid} is not {layout.layers[1].digest}"
+    assert b"manifest.json" not in b"".join(sent)
+
+
+def test_a_layout_of_another_image_is_refused(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    layout = stored(store, [BASE_LAYER])
+    with pytest.raises(IntegrityError) as info:
+        read_layout(store, layout.cid, "sha256:" + "1" * 64)
+    assert str(info.value) == (
+        f"the image layout {layout.cid} holds image {layout.image_id}, expected sha256:{'1' * 64}"
+    )
+
+
+def test_records_of_single_archives_still_read_as_archives(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    old = store.put_bytes(save_archive())
+    big = store.put_bytes(save_archive() + b"\0" * 600_000)  # a file node, not one raw leaf
+    assert kind_of(store, old) == kind_of(store, big) == "archive"
+    assert kind_of(store, stored(store, [BASE_LAYER]).cid) == "layout"
+
+
 # ---------------------------------------------------------------- the base image archive
 def rootfs(tmp_path: Path) -> Path:
     path = tmp_path / "rootfs.tar"
@@ -284,9 +453,9 @@ def test_the_dockerfile() -> None:
     )
     assert text == (
         "FROM provenance/base:bookworm\n"
-        "COPY site-packages/ /usr/local/lib/python3.11/dist-packages/\n"
-        "COPY entrypoint.py /opt/provenance/entrypoint.py\n"
-        "COPY model/ /opt/provenance/model/\n"
+        "COPY packages/ /\n"
+        "COPY app/ /\n"
+        "COPY model/ /\n"
         'LABEL "a b"="quote \\"x\\""\n'
         f'LABEL "provenance.model.digest"="sha256:{"ab" * 32}"\n'
         "USER 65534:65534\n"
@@ -473,7 +642,7 @@ def test_every_listed_name_resolves_to_its_own_module() -> None:
         "        assert owner.startswith('provenance.images.'), (name, owner)\n"
         "print(len(images.__all__))\n"
     )
-    assert stdout == "39\n"
+    assert stdout == "44\n"
 
 
 def test_an_unknown_name_is_an_import_error() -> None:

@@ -5,7 +5,7 @@ The package that talks to Docker (through the Docker SDK for Python)::
     with DockerEngine(stack.docker_host()) as engine:
         ensure_base_image(engine, Path(".tools/images/base-bookworm.tar"))
         built = build_model_image(engine, run.output_dir / "model.pkl")
-        record = push_to_ipfs(engine, built.id, storage)     # record.archive: the CID
+        record = push_to_ipfs(engine, built.id, storage)     # record.archive: the layout's CID
         attach_image(run, record)                             # inside `with track(...)`
         ...
         pulled = pull_from_ipfs(engine, storage, record.archive, record.image_id)
@@ -22,6 +22,9 @@ Its modules, by what they own:
   :class:`ImageRecord` that says where an image is (:func:`attach_image`,
   :func:`image_record_of`);
 - :mod:`~provenance.images.labels`: the labels of model images and the paths inside them;
+- :mod:`~provenance.images.oci`: images as OCI image layouts in IPFS, one file per blob, so
+  layers deduplicate (:func:`store_layout`, :func:`read_layout`, :func:`load_archive`); no
+  engine needed;
 - :mod:`~provenance.images.transport`: :func:`push_to_ipfs` and :func:`pull_from_ipfs`;
 - :mod:`~provenance.images.serve`: containers of model images: :func:`verify_model_image`,
   :func:`run_prediction`, :func:`start_model_server`.
@@ -67,7 +70,12 @@ _LAZY = {
     "build_model_image": "build",
     "dockerfile": "build",
     "image_record_of": "build",
+    "ImageLayout": "oci",
+    "load_archive": "oci",
+    "read_layout": "oci",
+    "store_layout": "oci",
     "PULLED_REPOSITORY": "transport",
+    "present_layers": "transport",
     "pull_from_ipfs": "transport",
     "push_to_ipfs": "transport",
     "ModelServer": "serve",
@@ -115,6 +123,12 @@ if TYPE_CHECKING:
         MODEL_DIR,
         MODEL_FILE,
     )
+    from .oci import (
+        ImageLayout,
+        load_archive,
+        read_layout,
+        store_layout,
+    )
     from .packages import (
         distributions_for,
         pickle_globals,
@@ -128,6 +142,7 @@ if TYPE_CHECKING:
     )
     from .transport import (
         PULLED_REPOSITORY,
+        present_layers,
         pull_from_ipfs,
         push_to_ipfs,
     )
@@ -162,6 +177,7 @@ __all__ = [
     "Attaching",
     "ChunkReader",
     "DockerEngine",
+    "ImageLayout",
     "ImageRecord",
     "LocalImage",
     "ModelServer",
@@ -174,12 +190,16 @@ __all__ = [
     "ensure_base_image",
     "image_record_of",
     "import_rootfs",
+    "load_archive",
     "pickle_globals",
+    "present_layers",
     "pull_from_ipfs",
     "push_to_ipfs",
+    "read_layout",
     "rootfs_archive",
     "run_prediction",
     "start_model_server",
+    "store_layout",
     "verified_archive",
     "verify_model_image",
 ]

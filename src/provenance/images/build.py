@@ -31,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import Field, ValidationError
@@ -75,17 +75,19 @@ def _model_file(model: Path) -> tuple[str, Path]:
 
 
 def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, str]) -> str:
-    """The generated Dockerfile (its context: ``site-packages/``, ``entrypoint.py``,
-    ``model/``). Packages come first, so models with the same packages share that layer."""
+    """The generated Dockerfile (its context: ``packages/`` (the packages' folder as a path
+    from the root, every folder with a fixed mtime, so the layer is the same byte for byte
+    whenever the packages are), ``app/`` and ``model/`` (the entrypoint and the model, likewise)). Packages come first, so models
+    with the same packages share that layer, in the engine and in IPFS."""
     label_lines = "".join(
         f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(labels.items())
     )
     command = ["python3", "-I", ENTRYPOINT, "--model", f"{MODEL_DIR}/{pickle_name}"]
     return (
         f"FROM {base}\n"
-        f"COPY site-packages/ /usr/local/lib/python{python}/dist-packages/\n"
-        f"COPY entrypoint.py {ENTRYPOINT}\n"
-        f"COPY model/ {MODEL_DIR}/\n"
+        f"COPY packages/ /\n"
+        "COPY app/ /\n"
+        "COPY model/ /\n"
         f"{label_lines}"
         "USER 65534:65534\n"
         f"ENTRYPOINT {json.dumps(command)}\n"
@@ -175,20 +177,48 @@ def build_model_image(
         context = Path(scratch) / "context.tar"
         with tarfile.open(context, "w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "Dockerfile", text.encode())
-            tar.add(_entrypoint_source(), "entrypoint.py", filter=_root_owned)
+            app = PurePosixPath("app", ENTRYPOINT.lstrip("/"))
+            for folder in reversed([str(p) for p in app.parents if str(p) != "."]):
+                _add_folder(tar, folder)
+            entrypoint = tar.gettarinfo(_entrypoint_source(), str(app))
+            entrypoint.mtime = 0
+            with open(_entrypoint_source(), "rb") as f:
+                tar.addfile(_root_owned(entrypoint), f)
+            place = PurePosixPath("model", MODEL_DIR.lstrip("/"))
+            for folder in reversed([str(p) for p in place.parents if str(p) != "."]):
+                _add_folder(tar, folder)
             if model.is_dir():
-                tar.add(model, "model", filter=_root_owned)
+                tar.add(model, str(place), filter=_root_owned)
             else:
-                tar.add(model, f"model/{model.name}", filter=_root_owned)
-            seen: set[str] = set()
+                _add_folder(tar, str(place))
+                tar.add(model, str(place / model.name), filter=_root_owned)
+            files: dict[str, Path] = {}
             for dist in dists.values():
                 for rel, path in _dist_files(dist, tests):
-                    if rel not in seen:
-                        seen.add(rel)
-                        tar.add(path, f"site-packages/{rel}", recursive=False, filter=_root_owned)
+                    files.setdefault(rel, path)
+            # Folders with a fixed mtime: otherwise the engine makes them at build time and the
+            # package layer differs between uncached builds, so it would not deduplicate in IPFS.
+            packages = PurePosixPath("packages", _SITE.format(python=python).lstrip("/"))
+            for folder in sorted(
+                {str(packages / p) for rel in files for p in PurePosixPath(rel).parents}
+                | {str(p) for p in packages.parents if str(p) != "."}
+            ):
+                _add_folder(tar, folder)
+            for rel, path in files.items():
+                tar.add(path, str(packages / rel), recursive=False, filter=_root_owned)
         image_id = _build(engine, context, tag)
     image = engine.image(image_id)
     return LocalImage(id=image.id, tags=(tag,), labels=image.labels)
+
+
+_SITE = "/usr/local/lib/python{python}/dist-packages"
+"""Where the packages of a model image go (the base's python3 looks there)."""
+
+
+def _add_folder(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+    tar.addfile(_root_owned(info))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -225,7 +255,8 @@ def _build(engine: DockerEngine, context: Path, tag: str) -> str:
 
 class ImageRecord(Frozen):
     """Where an image is and what it is: the image id (``sha256:`` of its config), the CID and
-    size of its ``docker save`` archive, and what its labels say it holds."""
+    size of its OCI image layout (records made before layouts: of its ``docker save`` archive),
+    and what its labels say it holds."""
 
     image_id: Digest
     archive: str

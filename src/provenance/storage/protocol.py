@@ -79,6 +79,10 @@ class Storage(Protocol):
         verifying every block; nothing is left at ``dest`` when verification fails."""
         ...
 
+    def block(self, cid: bytes) -> bytes:
+        """One block (binary CID), verified against its CID (a directory node, a file root)."""
+        ...
+
     def has(self, cid: str) -> bool:
         """True when every block of the DAG under ``cid`` is held here (nothing fetched)."""
         ...
