@@ -36,6 +36,7 @@ PARSERS = (
     "config-toml",
     "predict-body",
     "explorer-query",
+    "oci-layout",
 )
 
 

@@ -438,6 +438,65 @@ def _explorer_app() -> Any:
     return TestClient(app, raise_server_exceptions=True)
 
 
+# -- OCI image layouts in IPFS ----------------------------------------------------------------
+
+_OCI_CONFIG = b'{"rootfs": {"type": "layers", "diff_ids": []}}'
+
+
+def _oci_seeds() -> list[bytes]:
+    config = "sha256:" + hashlib.sha256(_OCI_CONFIG).hexdigest()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config,
+            "size": len(_OCI_CONFIG),
+        },
+        "layers": [],
+    }
+    return [json.dumps(manifest).encode(), json.dumps({**manifest, "layers": [{}]}).encode()]
+
+
+def _oci_layout(data: bytes) -> Outcome:
+    """The bytes as the manifest of an image layout whose index points at them (digest and
+    size right), read back by ``read_layout``, which checks what the engine would get."""
+    from provenance.images.oci import _built, read_layout
+    from provenance.storage import cid as cids
+    from provenance.storage import unixfs
+    from provenance.storage.car import CarWriter
+    from provenance.storage.local import LocalStore
+
+    state = _STATE
+    if "oci-store" not in state:
+        state["oci-store"] = LocalStore(_TMP / "oci-blocks", limits=_LIMITS)
+    store = state["oci-store"]
+
+    def put(blob: bytes) -> tuple[str, unixfs.Built]:
+        cid = store.put_bytes(blob, pin=False)
+        return hashlib.sha256(blob).hexdigest(), _built(store, cid, len(blob))
+
+    manifest, config = put(data), put(_OCI_CONFIG)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"digest": f"sha256:{manifest[0]}", "size": len(data)}],
+    }
+    _, index_node = put(json.dumps(index).encode())
+    _, layout_node = put(b'{"imageLayoutVersion": "1.0.0"}')
+    sha_block, sha_dir = unixfs.directory_node(sorted({manifest, config}), "blobs/sha256")
+    blobs_block, blobs_dir = unixfs.directory_node([("sha256", sha_dir)], "blobs")
+    root_block, root = unixfs.directory_node(
+        [("blobs", blobs_dir), ("index.json", index_node), ("oci-layout", layout_node)], "layout"
+    )
+    car = io.BytesIO()
+    writer = CarWriter(car, [root.cid])
+    for block in (root_block, blobs_block, sha_block):
+        writer.add(cids.block_cid(block, cids.DAG_PB), block)
+    car.seek(0)
+    store.import_car(car, pin=False)
+    return _clean(lambda: read_layout(store, cids.to_str(root.cid), None))
+
+
 def _invalid_url_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's "cannot send that URL" errors: Starlette's TestClient uses httpx2 when
     it is installed (huggingface_hub brings it), else httpx."""
@@ -484,5 +543,6 @@ TARGETS: dict[str, Target] = {
         Target("config-toml", _config_seeds, _config),
         Target("predict-body", _predict_seeds, _predict, json=True),
         Target("explorer-query", _explorer_seeds, _explorer),
+        Target("oci-layout", _oci_seeds, _oci_layout, json=True),
     )
 }
