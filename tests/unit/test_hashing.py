@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -374,3 +375,83 @@ def test_blake3_without_its_package_is_a_one_line_error(
     with pytest.raises(CertificateError) as exc:
         hash_file(tmp_path / "x", algorithm="blake3")
     assert str(exc.value) == "BLAKE3 needs the blake3 package: pip install 'provenance[blake3]'"
+
+
+def test_verify_manifest_does_not_read_again_what_the_caller_just_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provenance import hashing
+    from provenance.manifest import manifest_of, verify_manifest
+
+    folder = golden_tree(tmp_path / "model")
+    (folder / "big.bin").write_bytes(os.urandom(3 << 20))
+    certified = manifest_of(folder)
+    hashed = manifest_of(folder)
+    # a certificate made with another shard size: that entry alone is hashed again
+    other = manifest_of(folder, shard_size=1 << 20)
+    read: list[Path] = []
+    real = hashing.hash_files
+
+    def counting(paths: Any, **kw: Any) -> dict[Path, hashing.FileDigest]:
+        paths = list(paths)
+        read.extend(paths)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(hashing, "hash_files", counting)
+    verify_manifest(certified, folder, hashed=hashed)
+    assert read == []
+    verify_manifest(other, folder, hashed=hashed)
+    assert read == [folder / "big.bin"]
+    read.clear()
+    verify_manifest(certified, folder)  # nothing given: everything is read
+    assert sorted(read) == sorted(p for p in folder.rglob("*") if p.is_file())
+    # a difference is found from the hashed manifest, with the same message as by reading
+    (folder / "config.json").write_text('{"layers": 3}\n', encoding="utf-8")
+    changed = manifest_of(folder)
+    entry = next(f for f in certified.files if f.path == "config.json")
+    now = next(f for f in changed.files if f.path == "config.json")
+    expected = (
+        f"{folder}: config.json has {now.size} bytes and digest {now.digest}, "
+        f"the manifest says {entry.size} bytes and {entry.digest}"
+    )
+    for hashed_now in (changed, None):
+        with pytest.raises(IntegrityError) as exc:
+            verify_manifest(certified, folder, hashed=hashed_now)
+        assert str(exc.value) == expected
+
+
+def test_verify_files_of_an_unregistered_model_hashes_them_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from provenance import hashing
+    from provenance.manifest import manifest_of
+    from provenance.verify.files import hash_check, unregistered_check
+    from provenance.verify.report import CheckName, Checks
+
+    folder = golden_tree(tmp_path / "model")
+    certified = manifest_of(folder)
+    sibling = (
+        tmp_path / "certificate.json",
+        SimpleNamespace(model=SimpleNamespace(manifest=certified)),
+    )
+    calls: list[int] = []
+    real = hashing.hash_files
+
+    def counting(paths: Any, **kw: Any) -> dict[Path, hashing.FileDigest]:
+        calls.append(1)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(hashing, "hash_files", counting)
+    c = Checks(str(folder))
+    manifest = hash_check(c, folder)
+    assert manifest is not None
+    unregistered_check(c, folder, manifest, sibling)  # type: ignore[arg-type]
+    assert len(calls) == 1
+    check = c.items[-1]
+    assert check.name == CheckName.MODEL_FILES
+    assert check.detail == (
+        f"the files match {tmp_path / 'certificate.json'} ({certified.root}), but no registered "
+        "model has that digest"
+    )

@@ -166,30 +166,46 @@ def manifest_of(
     )
 
 
-def verify_manifest(manifest: FileManifest, path: Path, *, workers: int | None = None) -> None:
+def verify_manifest(
+    manifest: FileManifest,
+    path: Path,
+    *,
+    workers: int | None = None,
+    hashed: FileManifest | None = None,
+) -> None:
     """Check that ``path`` holds exactly the manifest's files with the same digests; raises
-    IntegrityError naming the first difference."""
+    IntegrityError naming the first difference. ``hashed``: the manifest of ``path`` the caller
+    has just computed; a file it hashed the same way (algorithm, shard size) is not read again."""
     files = files_at(path)
     expected = {f.path: f for f in manifest.files}
     if missing := sorted(set(expected) - set(files)):
         raise IntegrityError(f"{path}: {missing[0]} is in the manifest but missing")
     if extra := sorted(set(files) - set(expected)):
         raise IntegrityError(f"{path}: {extra[0]} is not in the manifest")
-    found = {}
+    found: dict[str, tuple[int, str]] = {}
+    known = {f.path: f for f in hashed.files} if hashed is not None else {}
     by_kind: dict[tuple[HashAlgorithm, int], list[str]] = {}
     plain = max([e.size for e in expected.values() if e.shard_size is None] + [1])
     for name, entry in expected.items():
+        done = known.get(name)
+        if (
+            done is not None
+            and done.algorithm == entry.algorithm
+            and done.shard_size == entry.shard_size
+        ):
+            found[name] = (done.size, done.digest)
+            continue
         # plain entries are hashed with a shard size that keeps them plain
         by_kind.setdefault((entry.algorithm, entry.shard_size or plain), []).append(name)
     for (algorithm, shard_size), names in by_kind.items():
         digests = hashing.hash_files(
             [files[n] for n in names], shard_size=shard_size, workers=workers, algorithm=algorithm
         )
-        found.update({n: digests[files[n]] for n in names})
+        found.update({n: (digests[files[n]].size, digests[files[n]].text) for n in names})
     for name, entry in expected.items():
-        got = found[name]
-        if got.size != entry.size or got.text != entry.digest:
+        size, digest = found[name]
+        if size != entry.size or digest != entry.digest:
             raise IntegrityError(
-                f"{path}: {name} has {got.size} bytes and digest {got.text}, "
+                f"{path}: {name} has {size} bytes and digest {digest}, "
                 f"the manifest says {entry.size} bytes and {entry.digest}"
             )
