@@ -8,8 +8,9 @@ A model folder (one ``--size-mib`` weights file and a small config) is certified
 registered on a throwaway anvil (certificate in an embedded IPFS block store), then, round after
 round with the four in turn, hashed and verified from the warm page cache. Verification hashes
 the files once (their manifest root is the digest looked up on chain) and then reads the chain
-and the certificate; the goal (issue 18) is verify <= 1.2x the hashing time. The CLI pair also
-pays the interpreter's start-up and, for verify, importing web3.
+and the certificate; the goal (issue 18) is verify <= 1.2x the hashing time, judged on the
+median of each round's ratio (the pair runs back to back, under the same load). The CLI pair
+also pays the interpreter's start-up and, for verify, importing web3 and eth_account.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def cli(*args: str, config: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
     args = parser.parse_args(argv)
     print(f"machine: {describe()}")
@@ -153,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     names = list(rows)
     for kind, (hashing, verifying) in (("in process", names[:2]), ("CLI", names[2:])):
         best = min(rows[verifying]) / min(rows[hashing])
-        med = statistics.median(rows[verifying]) / statistics.median(rows[hashing])
+        # each round's pair ran back to back, under the same load
+        paired = sorted(v / h for v, h in zip(rows[verifying], rows[hashing], strict=True))
         print(
-            f"goal: verify <= 1.2x hashing ({kind}): {best:.2f}x best, {med:.2f}x median  "
-            f"{'met' if best <= 1.2 else 'NOT met'}"
+            f"goal: verify <= 1.2x hashing ({kind}): {best:.2f}x best against best; "
+            f"round by round {', '.join(f'{r:.2f}' for r in paired)}x (median "
+            f"{statistics.median(paired):.2f}x)  "
+            f"{'met' if statistics.median(paired) <= 1.2 else 'NOT met'}"
         )
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
