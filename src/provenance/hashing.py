@@ -55,6 +55,8 @@ Progress = Callable[[int], None]
 
 DIGEST_PREFIX = "sha256:"
 CHUNK_SIZE = 1 << 20
+BLAKE3_CHUNK = 4 << 20
+"""BLAKE3's read size: the blake3 package holds the GIL on updates of up to 1 MiB."""
 BLAKE3_ALONE_CHUNK = 8 << 20
 """Read size when one file is BLAKE3-hashed with all threads: large enough to split."""
 DEFAULT_SHARD_SIZE = 64 << 20
@@ -273,14 +275,48 @@ def _blake3_files(
     big = sum(1 for n in sizes.values() if n > BLAKE3_ALONE_CHUNK)
     if threads > 1 and big < threads:
         done = [
-            _hash_range(p, 0, n, progress, blake3.blake3(max_threads=threads), BLAKE3_ALONE_CHUNK)
-            for p, _, n in units
+            _blake3_alone(p, n, blake3.blake3(max_threads=threads), progress) for p, _, n in units
         ]
     else:
-        done = _run(units, threads, lambda p, o, n: _hash_range(p, o, n, progress, blake3.blake3()))
+        done = _run(
+            units,
+            threads,
+            lambda p, o, n: _hash_range(p, o, n, progress, blake3.blake3(), BLAKE3_CHUNK),
+        )
     return {
         p: FileDigest(n, d, algorithm="blake3") for (p, _, n), d in zip(units, done, strict=True)
     }
+
+
+def _blake3_alone(path: Path, size: int, hasher: Any, progress: Progress | None) -> bytes:
+    """BLAKE3 of one file with its own threads, the next chunk read while this one is hashed
+    (two buffers, one reader thread: both release the GIL)."""
+    buffers = (memoryview(bytearray(BLAKE3_ALONE_CHUNK)), memoryview(bytearray(BLAKE3_ALONE_CHUNK)))
+    try:
+        with (
+            open(path, "rb", buffering=0) as f,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="read") as reader,
+        ):
+            remaining, turn = size, 0
+            pending = reader.submit(f.readinto, buffers[0][: min(BLAKE3_ALONE_CHUNK, size)])
+            while remaining:
+                n = pending.result()
+                if not n:
+                    raise IntegrityError(
+                        f"{path} shrank while it was hashed (expected {size} bytes)"
+                    )
+                remaining -= n
+                if remaining:
+                    ahead = buffers[1 - turn][: min(BLAKE3_ALONE_CHUNK, remaining)]
+                    pending = reader.submit(f.readinto, ahead)
+                hasher.update(buffers[turn][:n])
+                if progress is not None:
+                    progress(n)
+                turn = 1 - turn
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    digest: bytes = hasher.digest()
+    return digest
 
 
 def hash_file(

@@ -455,3 +455,24 @@ def test_verify_files_of_an_unregistered_model_hashes_them_once(
         f"the files match {tmp_path / 'certificate.json'} ({certified.root}), but no registered "
         "model has that digest"
     )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "workers"), [("sha256", 1), ("sha256", 2), ("blake3", 1), ("blake3", 2)]
+)
+def test_a_file_that_shrinks_while_hashed_is_an_integrity_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str, workers: int
+) -> None:
+    from provenance import hashing
+
+    if algorithm == "blake3" and blake3 is None:
+        pytest.skip("the blake3 extra is not installed")
+    path = tmp_path / "model.bin"
+    path.write_bytes(os.urandom((9 << 20) + 5))
+    real = hashing._file_size
+    # the size is taken first; the file then has a byte less than that
+    monkeypatch.setattr(hashing, "_file_size", lambda p: real(p) + 1)
+    with pytest.raises(IntegrityError) as exc:
+        hash_file(path, workers=workers, algorithm=algorithm)  # type: ignore[arg-type]
+    expected = (9 << 20) + 6
+    assert str(exc.value) == f"{path} shrank while it was hashed (expected {expected} bytes)"
