@@ -476,3 +476,18 @@ def test_a_file_that_shrinks_while_hashed_is_an_integrity_error(
         hash_file(path, workers=workers, algorithm=algorithm)  # type: ignore[arg-type]
     expected = (9 << 20) + 6
     assert str(exc.value) == f"{path} shrank while it was hashed (expected {expected} bytes)"
+
+
+@needs_blake3
+def test_an_export_labels_a_blake3_file_digest_blake3(tmp_path: Path) -> None:
+    from cyclonedx.model import HashAlgorithm
+
+    from provenance.export.cyclonedx import _file_components
+    from provenance.manifest import manifest_of
+
+    folder = golden_tree(tmp_path / "model")
+    for algorithm, label in (("blake3", HashAlgorithm.BLAKE3), ("sha256", HashAlgorithm.SHA_256)):
+        manifest = manifest_of(folder, algorithm=algorithm)  # type: ignore[arg-type]
+        components = _file_components(manifest, "model")
+        hashes = [(h.alg, h.content) for c in components for h in c.hashes]
+        assert hashes == [(label, f.digest.split(":", 1)[1]) for f in manifest.files]
