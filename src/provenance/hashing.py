@@ -1,7 +1,8 @@
 """Digests of bytes, files and directories; Merkle trees and inclusion proofs.
 
-Pure: the standard library only. A digest is 32 raw bytes inside and ``sha256:<hex>`` at the
-edges (:func:`format_digest`, :func:`parse_digest`).
+Pure: the standard library only (and, for BLAKE3 alone, the optional ``blake3`` package). A
+digest is 32 raw bytes inside and ``sha256:<hex>`` at the edges (:func:`format_digest`,
+:func:`parse_digest`).
 
 **Files.** A file is read in chunks into one reused buffer (never whole in memory); hashlib's
 SHA-256 releases the GIL on large buffers, so threads hash several files, and several shards of
@@ -14,6 +15,14 @@ one large file, in parallel. The digest of a file depends only on its bytes and 
 
       split -b 64M --numeric-suffixes model.bin s.
       for s in s.*; do openssl dgst -sha256 -binary "$s"; done | openssl dgst -sha256
+
+**BLAKE3** (``algorithm="blake3"``, optional: the ``blake3`` package, the ``blake3`` extra) hashes
+each file whole, never sharded: BLAKE3 is a tree hash itself, so its digest (``b3sum``'s) is the
+same for any number of threads. It is named in the digest text, ``blake3:<hex>``, so a verifier
+knows which function to run; OpenSSF model_signing supports it too. Threads hash several files
+at once, or one file with BLAKE3's own threads. Files are read, not memory-mapped (model_signing
+maps them, which saves the copy, about 0.08 CPU s/GB): a mapped file that is truncated meanwhile
+kills the process with SIGBUS, where a read raises IntegrityError.
 
 **Merkle trees** (one definition for the whole project, RFC 6962 / RFC 9162 Merkle Tree Hash):
 ``leaf = SHA-256(0x00 || data)``, ``node = SHA-256(0x01 || left || right)``; level by level,
@@ -40,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from provenance.errors import CertificateError, IntegrityError
 
@@ -49,8 +58,15 @@ Progress = Callable[[int], None]
 
 DIGEST_PREFIX = "sha256:"
 CHUNK_SIZE = 1 << 20
+BLAKE3_CHUNK = 4 << 20
+"""BLAKE3's read size: the blake3 package holds the GIL on updates of up to 1 MiB."""
+BLAKE3_ALONE_CHUNK = 8 << 20
+"""Read size when one file is BLAKE3-hashed with all threads: large enough to split."""
 DEFAULT_SHARD_SIZE = 64 << 20
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+HashAlgorithm = Literal["sha256", "blake3"]
+ALGORITHMS: tuple[HashAlgorithm, ...] = ("sha256", "blake3")
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -98,15 +114,41 @@ def hash_stream(stream: BinaryIO, *, progress: Progress | None = None) -> bytes:
 @dataclass(frozen=True)
 class FileDigest:
     """The digest of one file: plain SHA-256 when ``shard_size`` is None, else the digest of the
-    concatenated shard digests (``shards``, in order)."""
+    concatenated shard digests (``shards``, in order); or its BLAKE3 (``algorithm``)."""
 
     size: int
     digest: bytes
     shard_size: int | None = None
     shards: tuple[bytes, ...] = ()
+    algorithm: HashAlgorithm = "sha256"
+
+    @property
+    def text(self) -> str:
+        """``<algorithm>:<hex>``, as a manifest records it (``sha256:<hex>`` by default)."""
+        return f"{self.algorithm}:{self.digest.hex()}"
 
     def __str__(self) -> str:
-        return format_digest(self.digest)
+        return self.text
+
+
+def check_algorithm(algorithm: str) -> HashAlgorithm:
+    """``algorithm`` if it is one of :data:`ALGORITHMS`; CertificateError otherwise."""
+    for known in ALGORITHMS:
+        if algorithm == known:
+            return known
+    raise CertificateError(
+        f"unknown file hash algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})"
+    )
+
+
+def _blake3_module() -> Any:
+    try:
+        import blake3
+    except ImportError as exc:
+        raise CertificateError(
+            "BLAKE3 needs the blake3 package: pip install 'provenance[blake3]'"
+        ) from exc
+    return blake3
 
 
 def shard_digest_root(shards: Sequence[bytes]) -> bytes:
@@ -117,25 +159,35 @@ def shard_digest_root(shards: Sequence[bytes]) -> bytes:
 _buffers = threading.local()
 
 
-def _buffer() -> memoryview:
+def _buffer(size: int = CHUNK_SIZE) -> memoryview:
+    """This thread's read buffer of ``size`` bytes, reused from file to file (it stays in the
+    core's cache, and nothing is allocated per chunk)."""
     view: memoryview | None = getattr(_buffers, "view", None)
-    if view is None:
-        view = memoryview(bytearray(CHUNK_SIZE))
+    if view is None or len(view) != size:
+        view = memoryview(bytearray(size))
         _buffers.view = view
     return view
 
 
-def _hash_range(path: Path, offset: int, length: int, progress: Progress | None) -> bytes:
-    """SHA-256 of ``length`` bytes of ``path`` from ``offset``, through a per-thread buffer."""
-    h = hashlib.sha256()
-    view = _buffer()
+def _hash_range(
+    path: Path,
+    offset: int,
+    length: int,
+    progress: Progress | None,
+    hasher: Any = None,
+    chunk: int = CHUNK_SIZE,
+) -> bytes:
+    """SHA-256 (or ``hasher``'s digest) of ``length`` bytes of ``path`` from ``offset``,
+    through a per-thread buffer of ``chunk`` bytes."""
+    h = hashlib.sha256() if hasher is None else hasher
+    view = _buffer(chunk)
     try:
         with open(path, "rb", buffering=0) as f:
             if offset:
                 f.seek(offset)
             remaining = length
             while remaining:
-                n = f.readinto(view[: min(CHUNK_SIZE, remaining)])
+                n = f.readinto(view[: min(chunk, remaining)])
                 if not n:
                     raise IntegrityError(
                         f"{path} shrank while it was hashed (expected {offset + length} bytes)"
@@ -146,7 +198,8 @@ def _hash_range(path: Path, offset: int, length: int, progress: Progress | None)
                     progress(n)
     except OSError as exc:
         raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return h.digest()
+    digest: bytes = h.digest()
+    return digest
 
 
 def _file_size(path: Path) -> int:
@@ -162,15 +215,21 @@ def hash_files(
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     progress: Progress | None = None,
+    algorithm: HashAlgorithm = "sha256",
 ) -> dict[Path, FileDigest]:
-    """Digests of many files, hashed in parallel across files and across shards of large files.
+    """Digests of many files, hashed in parallel across files and across shards of large files
+    (BLAKE3: across files, or inside one file by BLAKE3's own threads).
 
     ``workers`` threads (default: the number of CPUs); 1 hashes everything in this thread.
     The size is taken first; a file that shrinks while being hashed raises IntegrityError.
     """
     if shard_size <= 0:
         raise CertificateError(f"shard size must be positive, got {shard_size}")
+    check_algorithm(algorithm)
     sizes = {p: _file_size(p) for p in dict.fromkeys(paths)}
+    threads = workers if workers is not None else (os.cpu_count() or 1)
+    if algorithm == "blake3":
+        return _blake3_files(sizes, threads, progress)
     units: list[tuple[Path, int, int]] = []
     for path, size in sizes.items():
         if size <= shard_size:
@@ -179,17 +238,7 @@ def hash_files(
             units.extend(
                 (path, off, min(shard_size, size - off)) for off in range(0, size, shard_size)
             )
-    threads = workers if workers is not None else (os.cpu_count() or 1)
-    if threads <= 1 or len(units) <= 1:
-        done = [_hash_range(p, o, n, progress) for p, o, n in units]
-    else:
-        # biggest units first, so the last ones to finish are small
-        order = sorted(range(len(units)), key=lambda i: -units[i][2])
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
-            futures: dict[int, Future[bytes]] = {
-                i: pool.submit(_hash_range, *units[i], progress) for i in order
-            }
-            done = [futures[i].result() for i in range(len(units))]
+    done = _run(units, threads, lambda p, o, n: _hash_range(p, o, n, progress))
     result: dict[Path, FileDigest] = {}
     cursor = 0
     for path, size in sizes.items():
@@ -204,15 +253,87 @@ def hash_files(
     return result
 
 
+def _run(
+    units: Sequence[tuple[Path, int, int]],
+    threads: int,
+    work: Callable[[Path, int, int], bytes],
+) -> list[bytes]:
+    """``work`` over ``(path, offset, length)`` units on ``threads`` threads, results in order."""
+    if threads <= 1 or len(units) <= 1:
+        return [work(*u) for u in units]
+    # biggest units first, so the last ones to finish are small
+    order = sorted(range(len(units)), key=lambda i: -units[i][2])
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash") as pool:
+        futures: dict[int, Future[bytes]] = {i: pool.submit(work, *units[i]) for i in order}
+        return [futures[i].result() for i in range(len(units))]
+
+
+def _blake3_files(
+    sizes: Mapping[Path, int], threads: int, progress: Progress | None
+) -> dict[Path, FileDigest]:
+    """BLAKE3 of whole files: one thread each when there are enough files to keep ``threads``
+    busy; else one after another, each with BLAKE3's own ``threads`` threads."""
+    blake3 = _blake3_module()
+    units = [(p, 0, n) for p, n in sizes.items()]
+    big = sum(1 for n in sizes.values() if n > BLAKE3_ALONE_CHUNK)
+    if threads > 1 and big < threads:
+        done = [
+            _blake3_alone(p, n, blake3.blake3(max_threads=threads), progress) for p, _, n in units
+        ]
+    else:
+        done = _run(
+            units,
+            threads,
+            lambda p, o, n: _hash_range(p, o, n, progress, blake3.blake3(), BLAKE3_CHUNK),
+        )
+    return {
+        p: FileDigest(n, d, algorithm="blake3") for (p, _, n), d in zip(units, done, strict=True)
+    }
+
+
+def _blake3_alone(path: Path, size: int, hasher: Any, progress: Progress | None) -> bytes:
+    """BLAKE3 of one file with its own threads, the next chunk read while this one is hashed
+    (two buffers, one reader thread: both release the GIL)."""
+    buffers = (memoryview(bytearray(BLAKE3_ALONE_CHUNK)), memoryview(bytearray(BLAKE3_ALONE_CHUNK)))
+    try:
+        with (
+            open(path, "rb", buffering=0) as f,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="read") as reader,
+        ):
+            remaining, turn = size, 0
+            pending = reader.submit(f.readinto, buffers[0][: min(BLAKE3_ALONE_CHUNK, size)])
+            while remaining:
+                n = pending.result()
+                if not n:
+                    raise IntegrityError(
+                        f"{path} shrank while it was hashed (expected {size} bytes)"
+                    )
+                remaining -= n
+                if remaining:
+                    ahead = buffers[1 - turn][: min(BLAKE3_ALONE_CHUNK, remaining)]
+                    pending = reader.submit(f.readinto, ahead)
+                hasher.update(buffers[turn][:n])
+                if progress is not None:
+                    progress(n)
+                turn = 1 - turn
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    digest: bytes = hasher.digest()
+    return digest
+
+
 def hash_file(
     path: Path,
     *,
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     progress: Progress | None = None,
+    algorithm: HashAlgorithm = "sha256",
 ) -> FileDigest:
     """The digest of one file (see the module docstring for large files)."""
-    return hash_files([path], shard_size=shard_size, workers=workers, progress=progress)[path]
+    return hash_files(
+        [path], shard_size=shard_size, workers=workers, progress=progress, algorithm=algorithm
+    )[path]
 
 
 def list_files(root: Path) -> dict[str, Path]:

@@ -4,9 +4,11 @@ proofs, checked against openssl, shell tools and the RFC 6962 reference vectors.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -253,3 +255,239 @@ def test_malformed_proofs_are_certificate_errors() -> None:
         merkle_proof(leaves, 5)
     with pytest.raises(CertificateError, match=r"^Merkle proof lacks 'path'$"):
         MerkleProof.from_json({"index": 0, "size": 1})
+
+
+# -- BLAKE3 (optional manifest hash) ----------------------------------------------------------
+
+try:
+    import blake3
+except ImportError:  # the blake3 extra; CI installs it
+    blake3 = None
+needs_blake3 = pytest.mark.skipif(blake3 is None, reason="the blake3 extra is not installed")
+GOLDEN_BLAKE3 = Path(__file__).resolve().parents[1] / "golden" / "blake3.json"
+
+
+@needs_blake3
+def test_blake3_of_nothing_is_the_reference_vector(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    got = hash_file(tmp_path / "empty", algorithm="blake3")
+    # the BLAKE3 paper's / b3sum's digest of the empty input
+    assert str(got) == "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    assert got.algorithm == "blake3" and got.shard_size is None and got.size == 0
+
+
+@needs_blake3
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_blake3_is_the_whole_file_digest_for_any_thread_count(tmp_path: Path, workers: int) -> None:
+    # across the read size of a lone file (8 MiB) and over the SHA-256 shard size given
+    sizes = [0, 1, 1 << 20, (8 << 20) + 7, (17 << 20) + 3]
+    paths = []
+    for i, size in enumerate(sizes):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(os.urandom(size))
+        paths.append(p)
+    seen: list[int] = []
+    many = hash_files(
+        paths, workers=workers, shard_size=4 << 20, algorithm="blake3", progress=seen.append
+    )
+    assert sum(seen) == sum(sizes)
+    for p in paths:
+        expected = blake3.blake3(p.read_bytes()).digest()
+        assert many[p].digest == expected and many[p].shard_size is None and many[p].shards == ()
+        alone = hash_file(p, workers=workers, shard_size=4 << 20, algorithm="blake3")
+        assert alone == many[p]
+        assert alone.text == "blake3:" + expected.hex()
+
+
+def test_an_unknown_algorithm_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"x")
+    with pytest.raises(CertificateError) as exc:
+        hash_file(tmp_path / "x", algorithm="md5")  # type: ignore[arg-type]
+    assert str(exc.value) == "unknown file hash algorithm 'md5' (known: sha256, blake3)"
+
+
+def golden_tree(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "weights.bin").write_bytes(bytes(range(256)) * 4096)
+    (root / "config.json").write_text('{"layers": 2}\n', encoding="utf-8")
+    (root / "sub" / "empty").write_bytes(b"")
+    return root
+
+
+@needs_blake3
+def test_blake3_manifest_names_its_algorithm_and_matches_its_golden_root(tmp_path: Path) -> None:
+    from provenance.manifest import FileEntry, FileManifest, manifest_of, verify_manifest
+
+    folder = golden_tree(tmp_path / "model")
+    b3 = manifest_of(folder, algorithm="blake3")
+    sha = manifest_of(folder)
+    golden = json.loads(GOLDEN_BLAKE3.read_text())
+    assert b3.root == golden["blake3_manifest_root"]
+    assert sha.root == golden["sha256_manifest_root"]
+    # the SHA-256 digests are the ones of the code before BLAKE3 came (plain and sharded)
+    assert manifest_of(folder, shard_size=100_000).root == golden["sha256_sharded_manifest_root"]
+    assert [f.digest for f in b3.files] == golden["blake3_file_digests"]
+    assert all(f.algorithm == "blake3" for f in b3.files)
+    assert all(f.algorithm == "sha256" for f in sha.files)
+    # the algorithm is in every leaf: the same files under another function, another root
+    assert b3.root != sha.root
+    # a manifest read back keeps it, and verifies the files with it
+    again = FileManifest.model_validate_json(b3.model_dump_json())
+    assert again == b3
+    verify_manifest(again, folder)
+    with pytest.raises(ValueError, match="a blake3 digest has no shard size"):
+        FileEntry(path="w", size=1, digest=b3.files[0].digest, shard_size=4096)
+    with pytest.raises(ValueError, match="String should match pattern"):
+        FileEntry(path="w", size=1, digest="md5:" + "0" * 64)
+
+
+@needs_blake3
+def test_verify_manifest_rehashes_with_the_manifests_algorithm(tmp_path: Path) -> None:
+    from provenance.manifest import manifest_of, verify_manifest
+
+    folder = golden_tree(tmp_path / "model")
+    big = folder / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    b3 = manifest_of(folder, algorithm="blake3")
+    sharded = manifest_of(folder, shard_size=1 << 20)
+    verify_manifest(b3, folder, workers=2)
+    verify_manifest(sharded, folder, workers=2)
+    data = bytearray((folder / "config.json").read_bytes())
+    data[0] ^= 1
+    (folder / "config.json").write_bytes(bytes(data))
+    now = hash_file(folder / "config.json", algorithm="blake3")
+    with pytest.raises(IntegrityError) as exc:
+        verify_manifest(b3, folder)
+    entry = next(f for f in b3.files if f.path == "config.json")
+    assert str(exc.value) == (
+        f"{folder}: config.json has {now.size} bytes and digest {now.text}, "
+        f"the manifest says {entry.size} bytes and {entry.digest}"
+    )
+
+
+def test_blake3_without_its_package_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "blake3", None)
+    (tmp_path / "x").write_bytes(b"x")
+    with pytest.raises(CertificateError) as exc:
+        hash_file(tmp_path / "x", algorithm="blake3")
+    assert str(exc.value) == "BLAKE3 needs the blake3 package: pip install 'provenance[blake3]'"
+
+
+def test_verify_manifest_does_not_read_again_what_the_caller_just_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provenance import hashing
+    from provenance.manifest import manifest_of, verify_manifest
+
+    folder = golden_tree(tmp_path / "model")
+    (folder / "big.bin").write_bytes(os.urandom(3 << 20))
+    certified = manifest_of(folder)
+    hashed = manifest_of(folder)
+    # a certificate made with another shard size: that entry alone is hashed again
+    other = manifest_of(folder, shard_size=1 << 20)
+    read: list[Path] = []
+    real = hashing.hash_files
+
+    def counting(paths: Any, **kw: Any) -> dict[Path, hashing.FileDigest]:
+        paths = list(paths)
+        read.extend(paths)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(hashing, "hash_files", counting)
+    verify_manifest(certified, folder, hashed=hashed)
+    assert read == []
+    verify_manifest(other, folder, hashed=hashed)
+    assert read == [folder / "big.bin"]
+    read.clear()
+    verify_manifest(certified, folder)  # nothing given: everything is read
+    assert sorted(read) == sorted(p for p in folder.rglob("*") if p.is_file())
+    # a difference is found from the hashed manifest, with the same message as by reading
+    (folder / "config.json").write_text('{"layers": 3}\n', encoding="utf-8")
+    changed = manifest_of(folder)
+    entry = next(f for f in certified.files if f.path == "config.json")
+    now = next(f for f in changed.files if f.path == "config.json")
+    expected = (
+        f"{folder}: config.json has {now.size} bytes and digest {now.digest}, "
+        f"the manifest says {entry.size} bytes and {entry.digest}"
+    )
+    for hashed_now in (changed, None):
+        with pytest.raises(IntegrityError) as exc:
+            verify_manifest(certified, folder, hashed=hashed_now)
+        assert str(exc.value) == expected
+
+
+def test_verify_files_of_an_unregistered_model_hashes_them_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from provenance import hashing
+    from provenance.manifest import manifest_of
+    from provenance.verify.files import hash_check, unregistered_check
+    from provenance.verify.report import CheckName, Checks
+
+    folder = golden_tree(tmp_path / "model")
+    certified = manifest_of(folder)
+    sibling = (
+        tmp_path / "certificate.json",
+        SimpleNamespace(model=SimpleNamespace(manifest=certified)),
+    )
+    calls: list[int] = []
+    real = hashing.hash_files
+
+    def counting(paths: Any, **kw: Any) -> dict[Path, hashing.FileDigest]:
+        calls.append(1)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(hashing, "hash_files", counting)
+    c = Checks(str(folder))
+    manifest = hash_check(c, folder)
+    assert manifest is not None
+    unregistered_check(c, folder, manifest, sibling)  # type: ignore[arg-type]
+    assert len(calls) == 1
+    check = c.items[-1]
+    assert check.name == CheckName.MODEL_FILES
+    assert check.detail == (
+        f"the files match {tmp_path / 'certificate.json'} ({certified.root}), but no registered "
+        "model has that digest"
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "workers"), [("sha256", 1), ("sha256", 2), ("blake3", 1), ("blake3", 2)]
+)
+def test_a_file_that_shrinks_while_hashed_is_an_integrity_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str, workers: int
+) -> None:
+    from provenance import hashing
+
+    if algorithm == "blake3" and blake3 is None:
+        pytest.skip("the blake3 extra is not installed")
+    path = tmp_path / "model.bin"
+    path.write_bytes(os.urandom((9 << 20) + 5))
+    real = hashing._file_size
+    # the size is taken first; the file then has a byte less than that
+    monkeypatch.setattr(hashing, "_file_size", lambda p: real(p) + 1)
+    with pytest.raises(IntegrityError) as exc:
+        hash_file(path, workers=workers, algorithm=algorithm)  # type: ignore[arg-type]
+    expected = (9 << 20) + 6
+    assert str(exc.value) == f"{path} shrank while it was hashed (expected {expected} bytes)"
+
+
+@needs_blake3
+def test_an_export_labels_a_blake3_file_digest_blake3(tmp_path: Path) -> None:
+    from cyclonedx.model import HashAlgorithm
+
+    from provenance.export.cyclonedx import _file_components
+    from provenance.manifest import manifest_of
+
+    folder = golden_tree(tmp_path / "model")
+    for algorithm, label in (("blake3", HashAlgorithm.BLAKE3), ("sha256", HashAlgorithm.SHA_256)):
+        manifest = manifest_of(folder, algorithm=algorithm)  # type: ignore[arg-type]
+        components = _file_components(manifest, "model")
+        hashes = [(h.alg, h.content) for c in components for h in c.hashes]
+        assert hashes == [(label, f.digest.split(":", 1)[1]) for f in manifest.files]

@@ -56,7 +56,7 @@ from cyclonedx.output.json import JsonV1Dot7
 from packageurl import PackageURL
 
 from provenance.certificate import Certificate, Step, ValueRef
-from provenance.manifest import DatasetRecord, FileManifest
+from provenance.manifest import DatasetRecord, FileEntry, FileManifest
 from provenance.manifest.tables import TableManifest
 
 if TYPE_CHECKING:
@@ -88,6 +88,12 @@ def _sha256(digest: str) -> HashType:
     return HashType(alg=HashAlgorithm.SHA_256, content=_hex(digest))
 
 
+def _file_hash(entry: FileEntry) -> HashType:
+    """A plain file digest, under the algorithm its manifest names (SHA-256 or BLAKE3)."""
+    alg = HashAlgorithm.BLAKE3 if entry.algorithm == "blake3" else HashAlgorithm.SHA_256
+    return HashType(alg=alg, content=_hex(entry.digest))
+
+
 def _file_components(manifest: FileManifest, prefix: str) -> list[Component]:
     """Each file with its SHA-256 (a sharded file's digest is not one, so it is a property)."""
     return [
@@ -95,7 +101,7 @@ def _file_components(manifest: FileManifest, prefix: str) -> list[Component]:
             type=ComponentType.FILE,
             name=entry.path,
             bom_ref=f"{prefix}/{entry.path}",
-            hashes=[_sha256(entry.digest)] if entry.shard_size is None else [],
+            hashes=[_file_hash(entry)] if entry.shard_size is None else [],
             properties=_props(
                 [("size", str(entry.size))]
                 + (
@@ -201,7 +207,7 @@ class _Builder:
             type=ComponentType.MACHINE_LEARNING_MODEL,
             name=cert.model_name,
             bom_ref=self.model_ref,
-            hashes=[_sha256(single.digest)] if single and single.shard_size is None else [],
+            hashes=[_file_hash(single)] if single and single.shard_size is None else [],
             components=_file_components(manifest, self.model_ref),
             pedigree=self.pedigree(),
             external_references=refs,

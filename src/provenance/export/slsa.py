@@ -161,8 +161,9 @@ def _model_files(subject: Subject) -> list[dict[str, Any]]:
         )
     files = []
     for entry in manifest.files:
+        digest: dict[str, str]
         if entry.shard_size is None:
-            digest = {"sha256": _hex(entry.digest)}
+            digest = {str(entry.algorithm): _hex(entry.digest)}  # sha256, or blake3
         else:
             digest = {SHARDED: _hex(entry.digest), **_present("sha256", plain.get(entry.path))}
         files.append({"name": entry.path, "digest": digest})

@@ -232,7 +232,8 @@ def _files(b: _Builder, package: Any, subject: Subject) -> None:
     files = []
     for entry in subject.certificate.model.manifest.files:
         if entry.shard_size is None:
-            digest = m.Hash(algorithm=m.HashAlgorithm.sha256, hashValue=_hex(entry.digest))
+            algorithm = getattr(m.HashAlgorithm, entry.algorithm)  # sha256, or blake3
+            digest = m.Hash(algorithm=algorithm, hashValue=_hex(entry.digest))
         else:
             digest = m.Hash(
                 algorithm=m.HashAlgorithm.other,

@@ -2,6 +2,10 @@
 digest for files over the shard size) of a file or a directory tree, sorted by path, and a
 Merkle root whose leaves are the RFC 8785 canonical JSON of each entry
 ``{"digest", "path", "shard_size", "size"}``. The root is the model digest anchored on chain.
+
+A manifest may instead hash its files with BLAKE3 (``algorithm="blake3"``): each entry's digest
+then reads ``blake3:<hex>`` (never sharded), which names the function for verifiers and is part
+of the leaf, so the root commits to it. The Merkle tree over the entries is SHA-256 either way.
 """
 
 from __future__ import annotations
@@ -10,11 +14,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from provenance import hashing
 from provenance.errors import IntegrityError
-from provenance.hashing import DEFAULT_SHARD_SIZE, Progress, format_digest, merkle_root
+from provenance.hashing import (
+    DEFAULT_SHARD_SIZE,
+    HashAlgorithm,
+    Progress,
+    format_digest,
+    merkle_root,
+)
 from provenance.schema import Digest, Frozen, canonical_json
 from provenance.untrusted import unsafe_path_reason
 
@@ -35,14 +45,29 @@ def check_extractable(manifest: FileManifest, what: str) -> None:
         _safe_path(entry.path, what)
 
 
+FileDigestText = Annotated[str, StringConstraints(pattern=r"^(sha256|blake3):[0-9a-f]{64}$")]
+"""A file's digest: ``sha256:<hex>`` (plain or shard-list) or ``blake3:<hex>``."""
+
+
 class FileEntry(Frozen):
     """One file: POSIX path relative to the manifest's root, size, digest (plain SHA-256, or the
-    shard-list digest when ``shard_size`` is set)."""
+    shard-list digest when ``shard_size`` is set; or BLAKE3, never sharded)."""
 
     path: Annotated[str, Field(min_length=1)]
     size: Annotated[int, Field(ge=0)]
-    digest: Digest
+    digest: FileDigestText
     shard_size: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _unsharded_blake3(self) -> FileEntry:
+        if self.shard_size is not None and self.algorithm != "sha256":
+            raise ValueError(f"{self.path}: a {self.algorithm} digest has no shard size")
+        return self
+
+    @property
+    def algorithm(self) -> HashAlgorithm:
+        """The hash function of ``digest``, named by its prefix."""
+        return "blake3" if self.digest.startswith("blake3:") else "sha256"
 
     def leaf(self) -> bytes:
         return canonical_json(self)
@@ -89,17 +114,23 @@ def manifest_of_files(
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     progress: Progress | None = None,
+    algorithm: HashAlgorithm = "sha256",
 ) -> FileManifest:
-    """The manifest of named files (name: POSIX path as recorded)."""
+    """The manifest of named files (name: POSIX path as recorded); ``algorithm`` hashes the
+    files (the default SHA-256, or BLAKE3)."""
     digests = hashing.hash_files(
-        files.values(), shard_size=shard_size, workers=workers, progress=progress
+        files.values(),
+        shard_size=shard_size,
+        workers=workers,
+        progress=progress,
+        algorithm=algorithm,
     )
     return FileManifest.of(
         [
             FileEntry(
                 path=name,
                 size=digests[p].size,
-                digest=format_digest(digests[p].digest),
+                digest=digests[p].text,
                 shard_size=digests[p].shard_size,
             )
             for name, p in files.items()
@@ -123,37 +154,58 @@ def manifest_of(
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int | None = None,
     progress: Progress | None = None,
+    algorithm: HashAlgorithm = "sha256",
 ) -> FileManifest:
     """The manifest of a file or of a directory tree (see :func:`hashing.list_files`)."""
     return manifest_of_files(
-        files_at(path), shard_size=shard_size, workers=workers, progress=progress
+        files_at(path),
+        shard_size=shard_size,
+        workers=workers,
+        progress=progress,
+        algorithm=algorithm,
     )
 
 
-def verify_manifest(manifest: FileManifest, path: Path, *, workers: int | None = None) -> None:
+def verify_manifest(
+    manifest: FileManifest,
+    path: Path,
+    *,
+    workers: int | None = None,
+    hashed: FileManifest | None = None,
+) -> None:
     """Check that ``path`` holds exactly the manifest's files with the same digests; raises
-    IntegrityError naming the first difference."""
+    IntegrityError naming the first difference. ``hashed``: the manifest of ``path`` the caller
+    has just computed; a file it hashed the same way (algorithm, shard size) is not read again."""
     files = files_at(path)
     expected = {f.path: f for f in manifest.files}
     if missing := sorted(set(expected) - set(files)):
         raise IntegrityError(f"{path}: {missing[0]} is in the manifest but missing")
     if extra := sorted(set(files) - set(expected)):
         raise IntegrityError(f"{path}: {extra[0]} is not in the manifest")
-    found = {}
-    by_shard: dict[int, list[str]] = {}
+    found: dict[str, tuple[int, str]] = {}
+    known = {f.path: f for f in hashed.files} if hashed is not None else {}
+    by_kind: dict[tuple[HashAlgorithm, int], list[str]] = {}
     plain = max([e.size for e in expected.values() if e.shard_size is None] + [1])
     for name, entry in expected.items():
+        done = known.get(name)
+        if (
+            done is not None
+            and done.algorithm == entry.algorithm
+            and done.shard_size == entry.shard_size
+        ):
+            found[name] = (done.size, done.digest)
+            continue
         # plain entries are hashed with a shard size that keeps them plain
-        by_shard.setdefault(entry.shard_size or plain, []).append(name)
-    for shard_size, names in by_shard.items():
+        by_kind.setdefault((entry.algorithm, entry.shard_size or plain), []).append(name)
+    for (algorithm, shard_size), names in by_kind.items():
         digests = hashing.hash_files(
-            [files[n] for n in names], shard_size=shard_size, workers=workers
+            [files[n] for n in names], shard_size=shard_size, workers=workers, algorithm=algorithm
         )
-        found.update({n: digests[files[n]] for n in names})
+        found.update({n: (digests[files[n]].size, digests[files[n]].text) for n in names})
     for name, entry in expected.items():
-        got = found[name]
-        if got.size != entry.size or format_digest(got.digest) != entry.digest:
+        size, digest = found[name]
+        if size != entry.size or digest != entry.digest:
             raise IntegrityError(
-                f"{path}: {name} has {got.size} bytes and digest {format_digest(got.digest)}, "
+                f"{path}: {name} has {size} bytes and digest {digest}, "
                 f"the manifest says {entry.size} bytes and {entry.digest}"
             )
