@@ -201,15 +201,26 @@ def test_a_second_model_on_the_same_base_adds_only_its_own_layer(
     assert added <= 0.05 * first.size
 
 
+def remove_every_image(engine: DockerEngine) -> None:
+    """Remove every image of the engine, children before their parents (the session's engine
+    holds other tests' images, some built on others: a parent with children cannot go)."""
+    for _ in range(20):
+        images = engine.api.images(all=True)
+        if not images:
+            return
+        for image in images:
+            with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+                engine.client.images.remove(image["Id"], force=True)
+    raise AssertionError(f"images left: {engine.api.images(all=True)}")
+
+
 def test_a_pull_into_an_engine_without_the_base_fetches_every_layer(
     engine: DockerEngine, kubo: Kubo, trained: Trained
 ) -> None:
     record = trained.record
     layout = read_layout(kubo, record.archive, record.image_id)
     try:
-        for image in engine.api.images(all=True):  # no layer of the model's chain is left
-            with contextlib.suppress(docker.errors.ImageNotFound):  # gone with its child
-                engine.client.images.remove(image["Id"], force=True)
+        remove_every_image(engine)  # no layer of the model's chain is left
         assert present_layers(engine, [layer.digest for layer in layout.layers]) == 0
         fetched: list[int] = []
         pulled = pull_from_ipfs(
