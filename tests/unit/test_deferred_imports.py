@@ -27,9 +27,10 @@ def test_web3_imports_without_the_bls_pairing() -> None:
         "from provenance.deferred_imports import defer_bls\n"
         "defer_bls()\n"
         "import web3, eth_account, eth_keyfile\n"
-        "print('py_ecc.optimized_bls12_381' in sys.modules, 'py_ecc.bls.ciphersuites' in sys.modules)"
+        "print('py_ecc.optimized_bls12_381' in sys.modules, 'py_ecc.bls.ciphersuites' in sys.modules,"
+        " 'py_ecc.bls12_381.bls12_381_pairing' in sys.modules)"
     )
-    assert found == "False False"
+    assert found == "False False False"
     assert python("import web3\nprint('py_ecc.optimized_bls12_381' in sys.modules)") == "True"
 
 
@@ -41,12 +42,22 @@ def test_the_deferred_scheme_works_as_the_real_one() -> None:
         "kdf='pbkdf2', iterations=2)\n"
         "print(bls.SkToPk(42).hex(), keyfile['pubkey'], "
         "eth_keyfile.decode_keyfile_json(keyfile, b'pw').hex())\n"
-        "import py_ecc.bls\n"
-        "print(type(sys.modules['py_ecc.bls']).__name__, hasattr(py_ecc.bls, 'G2Basic'))"
+        "import py_ecc.bls, py_ecc.bls12_381\n"
+        "from py_ecc.bls12_381 import G1, curve_order, multiply\n"
+        "print(type(sys.modules['py_ecc.bls']).__name__, hasattr(py_ecc.bls, 'G2Basic'),"
+        " eth_keyfile.keyfile.MAX_V4_PRIVATE_KEY == curve_order - 1, multiply(G1, 5)[0])"
     )
     deferred = python("from provenance.deferred_imports import defer_bls\ndefer_bls()\n" + code)
     assert deferred == python(code)
-    assert deferred.splitlines()[1] == "module True"
+    assert deferred.splitlines()[1].startswith("module True True ")
+
+
+def test_the_group_order_given_is_py_eccs() -> None:
+    from provenance.deferred_imports import BLS12_381_ORDER
+
+    assert python("from py_ecc.bls12_381 import curve_order\nprint(curve_order)") == str(
+        BLS12_381_ORDER
+    )
 
 
 def test_the_cli_defers_it() -> None:
