@@ -17,6 +17,7 @@ from eth_account import Account
 from provenance.capture import track
 from provenance.certificate import SignedCertificate, body_of, load_certificate
 from provenance.manifest import manifest_of, open_table
+from tests.unit.cli_in_process import Main, in_process_main
 
 PROVENANCE = Path(sys.executable).parent / "provenance"
 
@@ -45,29 +46,9 @@ def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 @pytest.fixture
-def main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., subprocess.CompletedProcess[str]]:
+def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Main:
     """``provenance.cli.main`` in this process: same parsing, errors and exit codes."""
-    from provenance.cli import main as entry
-
-    def call(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        monkeypatch.chdir(cwd)
-        for key in [k for k in os.environ if k.startswith("PROVENANCE_")]:
-            monkeypatch.delenv(key)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr(sys, "argv", ["provenance", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            entry()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return call
+    return in_process_main(monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

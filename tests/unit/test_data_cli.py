@@ -4,39 +4,23 @@ user says which it is, then hashed with every row and verified and proven the sa
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from provenance.capture import track
 from provenance.manifest import open_table
-
-Main = Callable[..., subprocess.CompletedProcess[str]]
+from tests.unit.cli_in_process import Main, in_process_main
 
 
 @pytest.fixture
 def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Main:
-    """``provenance.cli.main`` in this process: same parsing, errors and exit codes."""
-    from provenance.cli import main as entry
+    """``provenance.cli.main`` in this process, with its state in the working folder."""
+    run = in_process_main(monkeypatch, capsys)
 
     def call(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        monkeypatch.chdir(cwd)
-        for key in [k for k in os.environ if k.startswith("PROVENANCE_")]:
-            monkeypatch.delenv(key)
-        monkeypatch.setenv("PROVENANCE_STATE_DIR", str(cwd / "state"))
-        monkeypatch.setattr(sys, "argv", ["provenance", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            entry()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+        return run(*args, cwd=cwd, env={"PROVENANCE_STATE_DIR": str(cwd / "state")})
 
     return call
 

@@ -6,7 +6,6 @@ client finds the tags and artifacts."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from provenance.errors import ConfigError
 from provenance.export import Subject
 from provenance.export.mlflow import MISSING, MlflowError, log_certificate, mlflow_client
 from provenance.manifest import manifest_of, open_table
+from tests.unit.cli_in_process import Main, in_process_main
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -76,27 +76,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 
 @pytest.fixture
-def main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., subprocess.CompletedProcess[str]]:
+def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Main:
     """``provenance.cli.main`` in this process: same parsing, errors and exit codes."""
-    from provenance.cli import main as entry
-
-    def call(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        monkeypatch.chdir(cwd)
-        for key in [k for k in os.environ if k.startswith(("PROVENANCE_", "MLFLOW_"))]:
-            monkeypatch.delenv(key)
-        monkeypatch.setattr(sys, "argv", ["provenance", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            entry()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return call
+    return in_process_main(monkeypatch, capsys, cleared=("PROVENANCE_", "MLFLOW_"))
 
 
 def test_a_run_becomes_a_certificate_with_our_commitments(store: Store, tmp_path: Path) -> None:
