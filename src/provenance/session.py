@@ -104,6 +104,7 @@ class Session:
         self._tools = tools
         self._policy_options = policy_options
         self._closers: list[Callable[[], None]] = []
+        self._transactors: dict[str, Transactor] = {}
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:
@@ -299,9 +300,14 @@ class Session:
         )
 
     def transactor(self, account: LocalAccount | None = None) -> Transactor:
+        """The one transaction sender of ``account`` (default :attr:`signer`) in this session:
+        every client sending as that account shares its nonce bookkeeping."""
         from provenance.chain.tx import Transactor
 
-        return Transactor(self.w3, account or self.signer)
+        sender = account or self.signer
+        if sender.address not in self._transactors:
+            self._transactors[sender.address] = Transactor(self.w3, sender)
+        return self._transactors[sender.address]
 
     # ------------------------------------------------------------------ storage, engine
     @cached_property

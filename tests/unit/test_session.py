@@ -185,3 +185,15 @@ def test_no_registry_configured_names_the_settings(tmp_path: Path) -> None:
         "[chain.contracts] ModelRegistry in the config (or PROVENANCE_REGISTRY) to the registry "
         "you trust, or run `provenance up` (a local chain) or `provenance deploy`"
     )
+
+
+def test_clients_sending_as_one_account_share_its_transactor(tmp_path: Path) -> None:
+    from eth_account import Account
+
+    s = session(tmp_path)
+    s.__dict__["w3"] = object()  # no chain is asked: a Transactor only keeps the client
+    alice, bob = Account.create(), Account.create()
+    s.__dict__["signer"] = alice
+    assert s.transactor() is s.transactor(alice)  # one nonce bookkeeping per account
+    assert s.transactor(bob) is not s.transactor(alice)
+    assert s.transactor(bob).account is bob
