@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from provenance.errors import ConfigError, IntegrityError
+from provenance.export.signing_keys import CURVE_NAMES
 from provenance.manifest.files import FileManifest, verify_manifest
 from provenance.untrusted import UntrustedInputError, loads_json
 
@@ -97,10 +98,7 @@ def load_public_key(path: Path) -> bytes:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"OMS public key {path} is not a PEM public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in (
-        "secp256r1",
-        "secp384r1",
-    ):
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in CURVE_NAMES:
         raise ConfigError(f"OMS public key {path} is not an ECDSA P-256 or P-384 key")
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

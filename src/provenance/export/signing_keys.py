@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from provenance.errors import ConfigError, KeyLoadError
 
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1}
+CURVE_NAMES = frozenset(curve().name for curve in CURVES.values())
+"""The curves OMS and our DSSE envelopes accept, by cryptography's name (secp256r1, secp384r1)."""
 
 
 def new_signing_key(path: Path, password: str, curve: str = "p256") -> ec.EllipticCurvePrivateKey:
@@ -51,10 +53,7 @@ def load_signing_key(path: Path, password: str | None) -> ec.EllipticCurvePrivat
         )
     except (ValueError, TypeError) as exc:
         raise KeyLoadError(f"signing key {path} cannot be opened: {exc}") from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in (
-        "secp256r1",
-        "secp384r1",
-    ):
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in CURVE_NAMES:
         raise KeyLoadError(f"signing key {path} is not an ECDSA P-256 or P-384 key")
     return key
 
@@ -65,4 +64,4 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-__all__ = ["CURVES", "load_signing_key", "new_signing_key", "public_pem"]
+__all__ = ["CURVES", "CURVE_NAMES", "load_signing_key", "new_signing_key", "public_pem"]
