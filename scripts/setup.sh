@@ -39,7 +39,7 @@ fi
 if [[ "$(cat "$VENV/.provenance-stamp" 2>/dev/null)" != "$want" ]]; then
   say "installing provenance and its test extras into .venv"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,server,export,mlflow,native]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,server,export,mlflow,native,onnx,torch,hf,boost]"
   echo "$want" > "$VENV/.provenance-stamp"
 else
   say ".venv is up to date"
