@@ -90,6 +90,11 @@ def log_booster(
 
 def _native(booster: Any, library: str) -> tuple[Any, Any]:
     """(the native Booster, the scikit-learn wrapper or None)."""
+    fitted = getattr(booster, "__sklearn_is_fitted__", None)
+    if callable(fitted) and not fitted():
+        raise CertificateError(
+            f"log_booster() needs a trained model: this {type_name(booster)} was not fitted"
+        )
     if library == "xgboost":
         import xgboost
 
