@@ -258,7 +258,10 @@ class RequestRefused(ProvenanceError):
 
 
 class PredictRequest(BaseModel):
-    """Rows of feature values, and the estimator method to call."""
+    """Rows of feature values, and the method to call (the ones a model has depend on its
+    runtime: :mod:`provenance.image_entrypoint`). Rows of scalars are the contract for every
+    format: an ONNX input of a fixed higher rank gets each row reshaped, a TorchScript module
+    gets one rank-2 float32 tensor; inputs of another shape need an image of their own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
