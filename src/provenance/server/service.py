@@ -55,8 +55,16 @@ from provenance.errors import (
     ProvenanceError,
 )
 from provenance.hashing import format_digest, parse_digest
+from provenance.image_entrypoint import RequestError
 from provenance.registered import fetch_certificate
-from provenance.server.model_files import METHODS, fetch_verified, load_pickled_model
+from provenance.server.model_files import (
+    METHODS,
+    check_runnable,
+    fetch_verified,
+    load_model,
+    model_entry,
+    served_format,
+)
 from provenance.untrusted import UntrustedInputError, loads_json
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -182,38 +190,37 @@ def load_served_model(
     return _from_artifacts(model_id, certificate, storage, workdir)
 
 
+MODEL_FOLDER = "model"
+"""Where, in the service's work folder, a model of several files is put (one file keeps its
+own name)."""
+
+
 def _from_artifacts(
     model_id: bytes, certificate: Certificate, storage: Any, workdir: Path
 ) -> ServedModel:
     model = certificate.model
+    what = f"model 0x{model_id.hex()}"
     if model.url is None or not model.url.startswith("ipfs://"):
         raise CertificateError(
-            f"the certificate of model 0x{model_id.hex()} does not say where its files are stored "
+            f"the certificate of {what} does not say where its files are stored "
             "(model.url); serve it from its image instead"
         )
-    files = model.manifest.files
-    if len(files) != 1:
-        raise CertificateError(
-            f"model 0x{model_id.hex()} has {len(files)} files; serving from files supports one "
-            "pickle or joblib file (a scikit-learn model): serve it from its image instead"
-        )
-    target = workdir / files[0].path
+    # a format this version cannot serve is refused before anything is fetched
+    recorded = served_format(model.format, what)
+    if recorded is not None:
+        check_runnable(recorded, what)
+    files = [f.path for f in model.manifest.files]
+    target = workdir / (files[0] if len(files) == 1 else MODEL_FOLDER)
     fetch_verified(model.manifest, model.url.removeprefix("ipfs://"), storage, workdir, target)
-    # a folder of one file is fetched as that folder: the model file is inside it
-    path = target / files[0].path if target.is_dir() else target
-    estimator = load_pickled_model(path, f"model 0x{model_id.hex()}")  # its digest checked above
+    # every file's digest is checked above: only now are they read, then loaded
+    fmt, entry = model_entry(target, model.format, files, what)
+    runtime = load_model(entry, fmt, what)
 
     def predict(rows: list[Any], method: str) -> list[Any]:
-        import numpy as np
-
-        function = getattr(estimator, method, None)
-        if function is None:
-            raise RequestRefused(f"the model has no method {method}")
         try:
-            result = function(np.asarray(rows))
-        except (ValueError, TypeError) as exc:
-            raise RequestRefused(f"the model refused the instances: {exc}") from exc
-        return list(result.tolist())
+            return runtime.predict(rows, method)
+        except RequestError as exc:
+            raise RequestRefused(str(exc)) from exc
 
     return ServedModel(model_id, certificate, "artifacts", predict)
 
@@ -251,7 +258,10 @@ class RequestRefused(ProvenanceError):
 
 
 class PredictRequest(BaseModel):
-    """Rows of feature values, and the estimator method to call."""
+    """Rows of feature values, and the method to call (the ones a model has depend on its
+    runtime: :mod:`provenance.image_entrypoint`). Rows of scalars are the contract for every
+    format: an ONNX input of a fixed higher rank gets each row reshaped, a TorchScript module
+    gets one rank-2 float32 tensor; inputs of another shape need an image of their own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
