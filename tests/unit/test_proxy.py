@@ -97,7 +97,7 @@ def test_a_short_or_spaced_token_is_refused_at_start() -> None:
     assert str(short.value).startswith(
         "the token file t has 5 characters; a sidecar token needs at least 16"
     )
-    with pytest.raises(ConfigError, match="^T must be printable ASCII without spaces$"):
+    with pytest.raises(ConfigError, match=r"^T must be printable ASCII without spaces$"):
         Token.of("sixteen chars and spaces", source="T")
 
 
