@@ -531,6 +531,25 @@ def _explorer(data: bytes) -> Outcome:
     raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
 
 
+# -- the proxy's sidecar API -------------------------------------------------------------------
+
+
+def _sidecar_seeds() -> list[bytes]:
+    good = "sha256:" + "ab" * 32
+    return [
+        json.dumps({"input_digest": good, "output_digest": good}).encode(),
+        json.dumps({"input_digest": good}).encode(),
+        json.dumps({"input_digest": good, "output_digest": good.upper(), "x": 1}).encode(),
+        b"[]",
+    ]
+
+
+def _sidecar(data: bytes) -> Outcome:
+    from provenance.proxy.sidecar import parse_attestation
+
+    return _clean(lambda: parse_attestation(data))
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -544,5 +563,6 @@ TARGETS: dict[str, Target] = {
         Target("predict-body", _predict_seeds, _predict, json=True),
         Target("explorer-query", _explorer_seeds, _explorer),
         Target("oci-layout", _oci_seeds, _oci_layout, json=True),
+        Target("sidecar-attestation", _sidecar_seeds, _sidecar, json=True),
     )
 }

@@ -40,20 +40,59 @@ def _h(raw: bytes) -> str:
 
 
 def offline_check(
-    c: Checks, receipt: Receipt, input_data: bytes | None, output_data: bytes | None
+    c: Checks,
+    receipt: Receipt,
+    input_data: bytes | None,
+    output_data: bytes | None,
+    *,
+    input_digest: bytes | None = None,
+    output_digest: bytes | None = None,
+    model_id: bytes | None = None,
 ) -> None:
+    """``receipt``: the given input and output (raw bytes, hashed as they are) or their
+    SHA-256 digests match the record's, the record is the expected ``model_id``'s (when given),
+    and the receipt holds together (Merkle proof, sequence range, node signature)."""
     try:
+        _expected(receipt, input_digest, output_digest, model_id)
         verify_receipt_offline(receipt, input_data=input_data, output_data=output_data)
     except IntegrityError as exc:
         c.fail(CheckName.RECEIPT, str(exc), IntegrityError)
         return
-    given = [w for w, d in (("input", input_data), ("output", output_data)) if d is not None]
+    given = [
+        w
+        for w, d, h in (("input", input_data, input_digest), ("output", output_data, output_digest))
+        if d is not None or h is not None
+    ]
     digests = f"the {' and '.join(given)} match(es) its digests; " if given else ""
+    model = f"model 0x{model_id.hex()} as expected; " if model_id is not None else ""
     c.ok(
         CheckName.RECEIPT,
-        f"{digests}output {receipt.record.sequence} is in the batch (Merkle proof) signed by "
-        f"node {receipt.node}",
+        f"{digests}{model}output {receipt.record.sequence} is in the batch (Merkle proof) signed "
+        f"by node {receipt.node}",
     )
+
+
+def _expected(
+    receipt: Receipt,
+    input_digest: bytes | None,
+    output_digest: bytes | None,
+    model_id: bytes | None,
+) -> None:
+    r = receipt.record
+    if model_id is not None and r.model_id != model_id:
+        raise IntegrityError(
+            f"the receipt is for model {_h(r.model_id)}, not the expected {_h(model_id)}"
+        )
+    if input_digest is not None and input_digest != r.input_digest:
+        raise IntegrityError(
+            f"the input digest {digest_text(input_digest)} is not the receipt's "
+            f"{_h(r.input_digest)}"
+        )
+    if output_digest is not None and output_digest != r.output_digest:
+        raise IntegrityError(
+            f"the output digest {digest_text(output_digest)} is not the receipt's "
+            f"{_h(r.output_digest)}"
+        )
 
 
 def trust_checks(

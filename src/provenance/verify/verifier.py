@@ -342,19 +342,31 @@ class Verifier:
         *,
         target: str | None = None,
         require_output: bool = False,
+        input_digest: bytes | None = None,
+        output_digest: bytes | None = None,
+        model_id: bytes | None = None,
     ) -> Report:
         """An output receipt (a file, its JSON, a :class:`Receipt`, or a ``/predict`` answer of
         ``provenance serve`` whose predictions are then the output checked): see
         :mod:`provenance.verify.receipt`; then the model's own checks. The chain is read only
         on the policy's chain, attestor and registry. ``target`` names it in the report (default:
-        the file, or "receipt").
+        the file, or "receipt"). ``input_digest`` / ``output_digest``: SHA-256 digests to check
+        instead of the bytes; ``model_id``: the model the receipt must be for.
 
         A bare receipt shows that *some* output was attested, not which: with
-        ``require_output``, a receipt checked without its output fails ``receipt-output``
-        (last, after every other check)."""
+        ``require_output``, a receipt checked without its output (or its digest) fails
+        ``receipt-output`` (last, after every other check)."""
         target, receipt, output = self._load_receipt(path_or_receipt, output, target)
-        report = self._receipt(path_or_receipt, target, receipt, input, output)
-        if not require_output or output is not None or isinstance(receipt, str):
+        expected = {"input_digest": input_digest, "output_digest": output_digest}
+        report = self._receipt(
+            path_or_receipt, target, receipt, input, output, model_id=model_id, **expected
+        )
+        if (
+            not require_output
+            or output is not None
+            or output_digest is not None
+            or isinstance(receipt, str)
+        ):
             return report
         c = Checks(report.checks[0].subject if report.checks else target)
         c.fail(
@@ -373,13 +385,14 @@ class Verifier:
         receipt: Receipt | str,
         input: bytes | None,
         output: bytes | None,
+        **expected: bytes | None,
     ) -> Report:
         c = Checks(target if not isinstance(path_or_receipt, Receipt) else "receipt")
         if isinstance(receipt, str):
             c.fail(CheckName.RECEIPT, receipt, IntegrityError)
             return Report(target, "receipt", None, tuple(c.items))
         model_id = receipt.record.model_id
-        offline_check(c, receipt, input, output)
+        offline_check(c, receipt, input, output, **expected)
         if self.registry is None and self.storage is None:
             trust_checks(c, receipt, self.policy)
             c.skip(CheckName.RECEIPT_ANCHORED, "not checked (offline)")
