@@ -11,7 +11,9 @@ commitment, and a parent link with its relation (EAS: a schema with those fields
 as refUID). Every digest is random, so calldata costs what real digests cost.
 
 Budgets (issues 3 and 13): register with one parent <= 58,000 (55,000 before the id bound its
-registrant); batched <= 32,000 per certificate at batch 50; revoke <= 35,000.
+registrant); batched <= 32,000 per certificate at batch 50; revoke <= 35,000. Issue 16: an image
+bound to a model (three new storage words: image id, record digest, time) <= 95,000, a rebinding
+<= 40,000; EAS's row is an attestation of (image id, record digest) referencing the model's.
 """
 
 from __future__ import annotations
@@ -49,10 +51,13 @@ EAS_PACKAGE = "@ethereum-attestation-service/eas-contracts@1.9.0"
 EAS_INTEGRITY = "sha512-L60y1fgKlY3a45xxnPlgRbiGQY8RF/lF+AzF1iVoR7/aEzitS0Nuyyjq8+IXs1sSSU0dl2+yGSmELxVeB6FelA=="
 EAS_DIR = ROOT / ".tools" / "reference" / "eas-contracts-1.9.0"
 SCHEMA = "bytes32 certificateDigest,bytes32 modelDigest,bytes32 dataCommitment,uint8 relation"
+IMAGE_SCHEMA = "bytes32 imageId,bytes32 recordDigest"
 BUDGETS = {
     "register, 1 parent": 58_000,
     "register, batch (per certificate)": 32_000,
     "revoke": 35_000,
+    "bind image (first)": 95_000,
+    "bind image (rebind)": 40_000,
 }
 
 
@@ -123,6 +128,9 @@ def measure_registry(w3: Web3, tx: Transactor, address: str, batch: int) -> dict
     fn = c.functions.registerFor(delegated.as_abi(), signer.address, deadline, signature)
     out["register, delegated (EIP-712), 1 parent"] = call(tx, fn)
     out["revoke"] = call(tx, c.functions.revoke(child.model_id_for(me), rand()))
+    bound = root.model_id_for(me)
+    out["bind image (first)"] = call(tx, c.functions.bindImage(bound, rand(), rand()))
+    out["bind image (rebind)"] = call(tx, c.functions.bindImage(bound, rand(), rand()))
     return out
 
 
@@ -150,6 +158,13 @@ def measure_eas(w3: Web3, tx: Transactor, batch: int) -> dict[str, int]:
     multi = [(schema_uid, [request(root_uid, 1) for _ in range(batch)])]
     out["register, batch (per certificate)"] = call(tx, eas.functions.multiAttest(multi)) // batch
     out["revoke"] = call(tx, eas.functions.revoke((schema_uid, (child_uid, 0))))
+    # an image bound to a model: an attestation of (image id, record digest) referencing it
+    call(tx, schemas.functions.register(IMAGE_SCHEMA, zero_address, True))
+    image_uid = Web3.solidity_keccak(
+        ["string", "address", "bool"], [IMAGE_SCHEMA, zero_address, True]
+    )
+    bind = (tx.address, 0, True, root_uid, encode(["bytes32", "bytes32"], [rand(), rand()]), 0)
+    out["bind image (first)"] = call(tx, eas.functions.attest((image_uid, bind)))
     return out
 
 

@@ -10,7 +10,8 @@ import {ModelIds} from "./libraries/ModelIds.sol";
 
 /// @title ModelRegistry
 /// @notice Birth certificates and the family tree of ML models: one packed slot per model,
-///         typed multi-parent links in events, permanent revocation.
+///         typed multi-parent links in events, permanent revocation, and the Docker image a
+///         model's registrant bound to it.
 contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
     /// @notice May register models when the registry is allowlisted.
     bytes32 public constant REGISTRANT_ROLE = keccak256("REGISTRANT_ROLE");
@@ -26,6 +27,7 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
 
     bool private immutable _open;
     mapping(bytes32 id => Record) private _records;
+    mapping(bytes32 id => ImageBinding) private _images;
 
     /// @param admin holds DEFAULT_ADMIN_ROLE and manages registrants and auditors.
     /// @param open_ when true anyone may register; when false only REGISTRANT_ROLE holders.
@@ -78,6 +80,24 @@ contract ModelRegistry is IModelRegistry, AccessControl, EIP712, Nonces {
         }
         record.status = Status.Revoked;
         emit ModelRevoked(id, msg.sender, reasonDigest);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function bindImage(bytes32 id, bytes32 imageId, bytes32 recordDigest) external {
+        Record storage record = _records[id];
+        Status status = record.status;
+        if (status == Status.None) revert ModelNotFound(id);
+        if (msg.sender != record.registrant) revert UnauthorizedBinder(id, msg.sender);
+        if (status != Status.Active) revert ModelNotActive(id);
+        if (imageId == bytes32(0) || recordDigest == bytes32(0)) revert ZeroDigest();
+        _images[id] =
+            ImageBinding({imageId: imageId, recordDigest: recordDigest, boundAt: uint40(block.timestamp)});
+        emit ImageBound(id, imageId, recordDigest);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function imageOf(bytes32 id) external view returns (ImageBinding memory) {
+        return _images[id];
     }
 
     /// @inheritdoc IModelRegistry

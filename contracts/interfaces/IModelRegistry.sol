@@ -70,6 +70,18 @@ interface IModelRegistry {
         bool revokedParentAcknowledged;
     }
 
+    /// @notice The Docker image a model's registrant bound to it last (all zero when none).
+    /// @param imageId the image id: sha-256 of the image's config, which names every layer.
+    /// @param recordDigest sha-256 of the image record (canonical JSON: image id, OCI layout
+    ///        CID, model digest), stored in IPFS as one raw block, so its CIDv1 is
+    ///        (raw codec, sha2-256, recordDigest): the digest is enough to fetch and check it.
+    /// @param boundAt the block timestamp of the binding.
+    struct ImageBinding {
+        bytes32 imageId;
+        bytes32 recordDigest;
+        uint40 boundAt;
+    }
+
     /// @notice A model was registered. The first parent (lowest id) rides in this event, so a
     ///         root or a single-parent model costs one log; every further parent gets a
     ///         ParentLinked log. Topics line up (topic1 = child, topic2 = parent), so one
@@ -96,6 +108,10 @@ interface IModelRegistry {
     /// @param reasonDigest digest of the reason, e.g. of an incident report stored in IPFS.
     event ModelRevoked(bytes32 indexed id, address indexed revokedBy, bytes32 reasonDigest);
 
+    /// @notice The registrant of `id` bound a Docker image to it. A later binding replaces it
+    ///         (e.g. the same model on a patched base image); the history is these events.
+    event ImageBound(bytes32 indexed id, bytes32 indexed imageId, bytes32 recordDigest);
+
     /// @notice The model is registered already (clients treat it as success when the content matches).
     error ModelAlreadyRegistered(bytes32 id);
     /// @notice No model is registered under `id`.
@@ -120,6 +136,10 @@ interface IModelRegistry {
     error InvalidSignature(address registrant);
     /// @notice A batch holds no registration.
     error EmptyBatch();
+    /// @notice `account` is not the registrant of `id`, the only account that may bind its image.
+    error UnauthorizedBinder(bytes32 id, address account);
+    /// @notice `id` is revoked: no image may be bound to it any more.
+    error ModelNotActive(bytes32 id);
 
     /// @notice Registers a model for the caller; its id binds the caller as registrant.
     function register(Registration calldata registration) external returns (bytes32 id);
@@ -141,6 +161,18 @@ interface IModelRegistry {
 
     /// @notice Revokes a model; only its registrant or an auditor may.
     function revoke(bytes32 id, bytes32 reasonDigest) external;
+
+    /// @notice Binds a Docker image to a registered, active model; only its registrant may.
+    ///         Rebinding replaces the binding (the ImageBound events keep the history).
+    /// @dev Taint (a revoked ancestor) is a property of the family tree, found through events;
+    ///      the contract does not walk ancestors, and verifiers and servers refuse tainted
+    ///      models whatever image they have.
+    /// @param imageId the image id (sha-256 of its config), non-zero.
+    /// @param recordDigest sha-256 of the image record stored in IPFS as one raw block, non-zero.
+    function bindImage(bytes32 id, bytes32 imageId, bytes32 recordDigest) external;
+
+    /// @notice The latest image binding of `id` (all zero when none).
+    function imageOf(bytes32 id) external view returns (ImageBinding memory);
 
     /// @notice The record of `id` (all zero when unknown).
     function recordOf(bytes32 id) external view returns (Record memory);

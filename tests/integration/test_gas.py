@@ -43,6 +43,11 @@ def test_registration_budgets_in_an_open_registry(w3: Web3, tmp_path: Path) -> N
     batch = [registration(Parent(root.model_id_for(me), "transfer")) for _ in range(50)]
     assert gas_of(registry, functions.registerBatch([r.as_abi() for r in batch])) <= 50 * 32_000
     assert gas_of(registry, functions.revoke(child.model_id_for(me), b"\x01" * 32)) <= 35_000
+    # issue 16: an image bound to a model (three new words), then rebound; digests without a
+    # zero byte, the dearest calldata
+    bound = root.model_id_for(me)
+    assert gas_of(registry, functions.bindImage(bound, b"\x02" * 32, b"\x03" * 32)) <= 95_000
+    assert gas_of(registry, functions.bindImage(bound, b"\x04" * 32, b"\x05" * 32)) <= 40_000
 
 
 def test_attestation_budgets(w3: Web3, tmp_path: Path) -> None:

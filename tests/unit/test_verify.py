@@ -19,7 +19,7 @@ from provenance.capture import track
 from provenance.certificate import Certificate, SignedCertificate, typed_data
 from provenance.chain.keys import anvil_dev_key
 from provenance.chain.registry import RegistryEvent
-from provenance.chain.types import ModelRecord, Status
+from provenance.chain.types import ImageBinding, ModelRecord, Status
 from provenance.errors import IntegrityError, PolicyError, SignatureError, StorageError
 from provenance.registration import ZERO32, Parent, Registration
 from provenance.storage import LocalStore
@@ -49,6 +49,7 @@ class FakeRegistry:
         self.log: list[RegistryEvent] = []
         self.links: dict[bytes, list[Parent]] = {}
         self.roles: set[str] = set()
+        self.images: dict[bytes, ImageBinding] = {}
         self.block = 0
 
     def _event(self, name: str, **args: Any) -> RegistryEvent:
@@ -96,6 +97,9 @@ class FakeRegistry:
 
     def parents(self, model_id: bytes) -> list[Parent]:
         return sorted(self.links.get(model_id, []))
+
+    def image_binding(self, model_id: bytes) -> ImageBinding | None:
+        return self.images.get(model_id)
 
     def is_open(self) -> bool:
         return self.open
@@ -199,7 +203,13 @@ def test_a_good_model_passes_every_required_check(
         ("trusted", "warn"),
         ("data", "pass"),
         ("lineage", "pass"),
+        ("image", "skip"),  # no image bound on chain
     ]
+    image = report.check("image")
+    assert (
+        image is not None
+        and image.detail == f"no image is bound to model 0x{model_id.hex()} on chain"
+    )
     trusted = report.check("trusted")
     assert trusted is not None and trusted.detail == "open registry: registrant not vouched for"
     data = report.check("data")

@@ -16,6 +16,7 @@ _LAZY = {
     "Deployed": "provenance.chain.deploy",
     "Deployment": "provenance.chain.deploy",
     "ensure_deployed": "provenance.chain.deploy",
+    "ImageBinding": "provenance.chain.types",
     "LineageIndex": "provenance.chain.index",
     "dev_account": "provenance.chain.keys",
     "load_keystore": "provenance.chain.keys",
@@ -33,6 +34,7 @@ __all__ = [
     "Artifact",
     "Deployed",
     "Deployment",
+    "ImageBinding",
     "LineageIndex",
     "ModelRecord",
     "Parent",
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from provenance.chain.keys import dev_account, load_keystore
     from provenance.chain.registry import Registered, Registry
     from provenance.chain.tx import Transactor
-    from provenance.chain.types import ModelRecord, Status
+    from provenance.chain.types import ImageBinding, ModelRecord, Status
     from provenance.registration import Parent, Registration, Relation
 
 

@@ -5,6 +5,8 @@
     beta = registry.register(Registration(c2, m2, d2, parents=(Parent(alpha.id, "fine-tune"),)))
     registry.revoke(alpha.id, reason_digest)
     registry.is_tainted(beta.id)  # True: an ancestor is revoked
+    registry.bind_image(beta.id, image_id, record_digest)  # beta's registrant only
+    registry.image_binding(beta.id)  # ImageBinding(image_id, record_digest, bound_at)
 
 Reads come from the contract; tree queries come from its events (``eth_getLogs``), or much
 faster from a synced :class:`~provenance.chain.index.LineageIndex`. Custom errors decode to
@@ -35,7 +37,7 @@ from provenance.certificate import Signer
 from provenance.chain.contract import ContractClient
 from provenance.chain.deploy import Deployment
 from provenance.chain.tx import Transactor
-from provenance.chain.types import ModelRecord, Status
+from provenance.chain.types import ImageBinding, ModelRecord, Status
 from provenance.errors import ChainError, ContractRevertError
 from provenance.registration import (
     EIP712_DOMAIN_TYPES,
@@ -148,6 +150,17 @@ class Registry(ContractClient):
 
     def status(self, model_id: bytes) -> Status:
         return Status(self._call(self.contract.functions.statusOf(model_id)))
+
+    def image_binding(self, model_id: bytes) -> ImageBinding | None:
+        """The image the model's registrant bound to it last; None when none is bound."""
+        image_id, record_digest, bound_at = self._call(self.contract.functions.imageOf(model_id))
+        if bytes(image_id) == ZERO32:
+            return None
+        return ImageBinding(bytes(model_id), bytes(image_id), bytes(record_digest), int(bound_at))
+
+    def image_bindings(self, model_id: bytes) -> list[RegistryEvent]:
+        """Every ImageBound event of ``model_id``, oldest first: the history of its images."""
+        return self._logs([self._topic("ImageBound"), HexBytes(model_id)])
 
     def exists(self, model_id: bytes) -> bool:
         return self.status(model_id) is not Status.NONE
@@ -286,6 +299,13 @@ class Registry(ContractClient):
     def revoke(self, model_id: bytes, reason_digest: bytes) -> str:
         """Revoke a model (its registrant or an auditor); returns the transaction hash."""
         return _hash(self._send(self.contract.functions.revoke(model_id, reason_digest), "revoke"))
+
+    def bind_image(self, model_id: bytes, image_id: bytes, record_digest: bytes) -> str:
+        """Bind a Docker image to a registered, active model (only its registrant may; a later
+        binding replaces it): ``image_id`` is the image's config digest, ``record_digest`` the
+        sha-256 of its image record, stored in IPFS as one raw block. The transaction hash."""
+        fn = self.contract.functions.bindImage(model_id, image_id, record_digest)
+        return _hash(self._send(fn, "bind image"))
 
     def grant_role(self, role: str, account: str) -> str:
         fn = self.contract.functions.grantRole(_role(role), to_checksum_address(account))

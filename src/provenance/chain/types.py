@@ -35,3 +35,20 @@ class ModelRecord:
     @property
     def exists(self) -> bool:
         return self.status is not Status.NONE
+
+
+@dataclass(frozen=True)
+class ImageBinding:
+    """The Docker image a model's registrant bound to it last (``ModelRegistry.imageOf``):
+    the image id (sha-256 of its config), the sha-256 of its image record (stored in IPFS as
+    one raw block), and the block timestamp of the binding."""
+
+    model_id: bytes
+    image_id: bytes
+    record_digest: bytes
+    bound_at: int
+
+    @property
+    def image_id_text(self) -> str:
+        """The image id as Docker prints it: ``sha256:<hex>``."""
+        return "sha256:" + self.image_id.hex()

@@ -1,4 +1,5 @@
-"""Commands for model images: ``provenance image build / push / pull / run / verify``.
+"""Commands for model images: ``provenance image build / push / pull / run / verify`` (and
+``bind``, :mod:`provenance.cli.image_bind`).
 
 The engine is the configured one (``[docker] host`` / ``DOCKER_HOST``), else the stack's dockerd,
 else the system's. Archives go to the configured storage, as with ``provenance ipfs``. The base
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from provenance.images import ImageRecord, LocalImage
 
 from provenance.cli._common import AsJson, say, session
+from provenance.cli.image_bind import bind
 from provenance.errors import ImageError
 from provenance.untrusted import loads_json
 
@@ -27,6 +29,7 @@ app = typer.Typer(
     help="Docker images of models, moved through IPFS and checked by image id.",
     no_args_is_help=True,
 )
+app.command("bind")(bind)
 
 
 def _certificate(path: Path | None) -> Certificate | None:

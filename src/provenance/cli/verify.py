@@ -56,7 +56,9 @@ def _engine_answers(clients: Session, target: str) -> bool:
     error: it is looked up on chain."""
     from provenance.verify.verifier import as_id
 
-    if not _needs_engine(target):
+    # a model id too: the engine reads the model files inside the image bound to it, when one
+    # answers (without one, that check says it was skipped)
+    if not _needs_engine(target) and (as_id(target) is None or Path(target).exists()):
         return False
     try:
         clients.engine  # noqa: B018 - connects, or raises ServiceError

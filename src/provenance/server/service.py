@@ -86,6 +86,8 @@ class ModelSource(Protocol):
 
     def record(self, model_id: bytes) -> Any: ...
 
+    def image_binding(self, model_id: bytes) -> Any: ...
+
     def is_open(self) -> bool: ...
 
     def has_role(self, role: str, account: str) -> bool: ...
@@ -186,7 +188,7 @@ def load_served_model(
     if source == "image":
         if engine is None:
             raise ConfigError("serving from the image needs a Docker engine")
-        return _from_image(model_id, certificate, storage, engine)
+        return _from_image(model_id, certificate, storage, engine, registry)
     return _from_artifacts(model_id, certificate, storage, workdir)
 
 
@@ -226,16 +228,31 @@ def _from_artifacts(
 
 
 def _from_image(
-    model_id: bytes, certificate: Certificate, storage: Any, engine: Any
+    model_id: bytes, certificate: Certificate, storage: Any, engine: Any, registry: ModelSource
 ) -> ServedModel:
+    """The image the certificate's image record names, else the one the model's registrant
+    bound on chain (its record fetched by the digest on chain and checked); PolicyError when
+    neither names one: an image only labelled for the certificate is never served."""
+    from provenance.bound_image import fetch_bound_record
     from provenance.images import (
+        RECORD_MEDIA_TYPE,
         image_record_of,
         pull_from_ipfs,
         start_model_server,
         verify_model_image,
     )
 
-    record = image_record_of(certificate, storage)
+    if any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments):
+        record = image_record_of(certificate, storage)
+    else:
+        binding = registry.image_binding(model_id)
+        if binding is None:
+            raise PolicyError(
+                f"model 0x{model_id.hex()} has no image: its certificate records none and its "
+                "registrant bound none on chain (provenance image bind); refusing to serve an "
+                "unbound image"
+            )
+        record = fetch_bound_record(binding, storage, certificate.model.digest)
     if not engine.has(record.image_id):
         pull_from_ipfs(engine, storage, record.archive, record.image_id)
     verify_model_image(engine, record.image_id, certificate.model.digest)

@@ -15,7 +15,7 @@ from provenance.registration import Parent
 if TYPE_CHECKING:
     from provenance.chain.index import LineageIndex
     from provenance.chain.registry import RegistryEvent
-    from provenance.chain.types import ModelRecord
+    from provenance.chain.types import ImageBinding, ModelRecord
     from provenance.storage.protocol import Storage
     from provenance.verify.policy import Policy
 
@@ -33,6 +33,8 @@ class RegistryView(Protocol):
     def registration_event(self, model_id: bytes) -> RegistryEvent | None: ...
 
     def parents(self, model_id: bytes) -> list[Parent]: ...
+
+    def image_binding(self, model_id: bytes) -> ImageBinding | None: ...
 
     def is_open(self) -> bool: ...
 

@@ -39,7 +39,7 @@ from provenance.verify.files import (
     sibling_certificate,
     unregistered_check,
 )
-from provenance.verify.image import image_content_checks, image_label_checks
+from provenance.verify.image import bound_image_checks, image_content_checks, image_label_checks
 from provenance.verify.lineage import lineage_checks
 from provenance.verify.policy import Policy
 from provenance.verify.receipt import (
@@ -224,12 +224,22 @@ class Verifier:
             checks.extend(lineage_checks(model_id, ctx))
         return checks, anchor, body
 
+    def _with_image(self, checks: list[Check], anchor: Anchor | None) -> list[Check]:
+        """``checks`` and the checks of the image bound to the model on chain (if any; model
+        files inside it read when the verifier has a Docker engine)."""
+        if anchor is None:
+            return checks
+        c = Checks(subject_of(anchor.id))
+        bound_image_checks(c, anchor, self.engine, self._ctx())
+        return [*checks, *c.items]
+
     # -- reports --------------------------------------------------------------------------
 
     def model(self, model_id: bytes, *, envelope: SignedCertificate | None = None) -> Report:
         """Every check of a registered model: its anchoring, its certificate from IPFS, creator
-        and registrant, training data, and its ancestry."""
-        checks, _, _ = self._full(model_id, envelope)
+        and registrant, training data, its ancestry, and the image bound to it."""
+        checks, anchor, _ = self._full(model_id, envelope)
+        checks = self._with_image(checks, anchor)
         return Report(f"0x{model_id.hex()}", "model-id", model_id, tuple(checks))
 
     def lineage(self, model_id: bytes) -> Report:
@@ -498,8 +508,8 @@ class Verifier:
                     and self.engine.has(text)
                 ):
                     return self.image(text, text)  # sha256:<hex>: an image id
-            checks, _, _ = self._full(raw)
-            return Report(text, "model-id", raw, tuple(checks))
+            checks, anchor, _ = self._full(raw)
+            return Report(text, "model-id", raw, tuple(self._with_image(checks, anchor)))
         data = json_document(path)
         kind = document_kind(data)
         if kind == "pending":
