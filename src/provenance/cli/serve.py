@@ -33,7 +33,8 @@ def serve(
     source: Annotated[
         str,
         typer.Option(
-            help="image (run its Docker image from IPFS), artifacts (its files), or auto."
+            help="image (run its Docker image from IPFS), artifacts (its files), or auto "
+            "(the image when the certificate records one or the registrant bound one)."
         ),
     ] = "auto",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -116,7 +117,10 @@ def serve(
     node = clients.node_account(mid, node_keystore, lambda: password(node_password_file))
     workdir = clients.config.state_dir / "serve" / f"0x{mid.hex()}"
     certificate = fetch_certificate(mid, registry, storage)
-    has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments)
+    # an image recorded in the certificate, or bound on chain by the registrant afterwards
+    has_image = any(a.media_type == RECORD_MEDIA_TYPE for a in certificate.attachments) or (
+        source == "auto" and registry.image_binding(mid) is not None
+    )
     chosen: Literal["image", "artifacts"] = (
         "image" if source == "image" or (source == "auto" and has_image) else "artifacts"
     )
