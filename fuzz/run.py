@@ -37,6 +37,7 @@ PARSERS = (
     "predict-body",
     "explorer-query",
     "oci-layout",
+    "model-file",
 )
 
 

@@ -245,6 +245,8 @@ def _zip_names(path: Path, size: int) -> list[str] | None:
                 infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return None
+    except NotImplementedError:  # a zip version zipfile does not read (found by the fuzzer)
+        return None
     if len(infos) > MAX_ZIP_MEMBERS:
         return None
     return [i.filename for i in infos]

@@ -304,6 +304,19 @@ def test_a_zip_whose_end_record_lies_about_its_directory_size_is_refused(
     assert detect_file(path) is None
 
 
+def test_a_zip_of_a_version_zipfile_cannot_read_is_no_model(
+    written: dict[str, Path], tmp_path: Path
+) -> None:
+    data = bytearray(written["npz"].read_bytes())
+    at = data.find(b"PK\x01\x02")
+    data[at + 6 : at + 8] = struct.pack("<H", 148)  # needs version 14.8 to extract
+    path = tmp_path / "future.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(NotImplementedError):
+        zipfile.ZipFile(path).infolist()
+    assert detect_file(path) is None
+
+
 def _safetensors_bytes(header: bytes, data: bytes = b"") -> bytes:
     return struct.pack("<Q", len(header)) + header + data
 
