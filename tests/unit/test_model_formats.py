@@ -441,3 +441,40 @@ def test_json_and_text_that_are_not_boosters_are_not_models(tmp_path: Path) -> N
     for name in ("metrics.json", "log.txt", "x.ubj"):
         assert detect_file(tmp_path / name) is None
     assert detect_file(tmp_path / "missing.pt") is None
+
+
+def test_provenance_run_takes_json_and_text_as_models_by_content_only(
+    written: dict[str, Path], tmp_path: Path
+) -> None:
+    from provenance.capture.runner import is_model_file
+
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.9}')
+    (tmp_path / "train.txt").write_text("epoch 1\n")
+    assert not is_model_file(tmp_path / "metrics.json")
+    assert not is_model_file(tmp_path / "train.txt")
+    assert is_model_file(written["xgboost_json"]) and is_model_file(written["lightgbm"])
+    renamed = tmp_path / "weights.out"  # no model suffix: its content says torch.save
+    renamed.write_bytes(written["state_dict"].read_bytes())
+    assert is_model_file(renamed)
+
+
+def test_the_recorded_format_reads_as_people_name_it() -> None:
+    from provenance.certificate import Framework, ModelArtifact
+    from provenance.manifest import FileEntry, FileManifest
+    from provenance.verify.report import model_format_text
+
+    digest = "sha256:" + "ab" * 32
+    manifest = FileManifest.of([FileEntry(path="m", size=1, digest=digest)])
+
+    def text(fmt: str | None, framework: Framework | None = None) -> str:
+        model = ModelArtifact(
+            digest=manifest.root, manifest=manifest, format=fmt, framework=framework
+        )
+        return model_format_text(model)
+
+    torch = Framework(name="pytorch", version="2.5.0")
+    assert text("pytorch", torch) == "PyTorch torch.save file (pytorch), written with pytorch 2.5.0"
+    assert text("pickle-5") == "scikit-learn pickle (pickle-5)"
+    assert text("files") == "files in none of the supported formats (not servable)"
+    assert text(None) == "format not recorded"
+    assert text("mlflow-model\x1b[2J") == "mlflow-model\\x1b[2J"

@@ -267,6 +267,15 @@ def _with_hugging_face_folders(chosen: list[Path], final: list[Path]) -> list[Pa
     return [p for p in final if p in whole or p in chosen]
 
 
+def _files_in(folder: Path) -> list[Path]:
+    """The files ``folder`` holds (none when it holds a folder too: not a model-only folder)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return entries if all(p.is_file() for p in entries) else []
+
+
 def model_files_written(run: Run, traced: Traced) -> list[Path]:
     """The files of a traced command that are its model: those written and not read back that
     are model files (:func:`is_model_file`), with the rest of a Hugging Face folder they are
@@ -324,7 +333,12 @@ def certify_command(
         else:
             run.log_model_files({display_name(p, cwd): p for p in model})
     else:
-        run.log_model_files({display_name(p, cwd): p for p in model_files_written(run, traced)})
+        written = model_files_written(run, traced)
+        folder = written[0].parent
+        if len(written) > 1 and set(written) == set(_files_in(folder)):
+            run.log_model(folder)  # a folder of the model only (save_pretrained): as a folder
+        else:
+            run.log_model_files({display_name(p, cwd): p for p in written})
     if data is None:
         data = [
             p
