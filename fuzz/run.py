@@ -38,6 +38,7 @@ PARSERS = (
     "explorer-query",
     "oci-layout",
     "sidecar-attestation",
+    "model-file",
 )
 
 

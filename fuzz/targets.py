@@ -550,6 +550,60 @@ def _sidecar(data: bytes) -> Outcome:
     return _clean(lambda: parse_attestation(data))
 
 
+# -- model files ------------------------------------------------------------------------------
+
+_MODEL_SUFFIXES = (".onnx", ".safetensors", ".json", ".ubj", ".pt", ".npz", ".joblib", ".txt")
+
+
+def _model_file_seeds() -> list[bytes]:
+    """One small file per format, written without the frameworks (fast to start)."""
+    import pickle
+    import struct
+    import zipfile
+
+    def zipped(names: list[str]) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for name in names:
+                archive.writestr(name, b"\x80\x02}q\x00.")
+        return out.getvalue()
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    return [
+        struct.pack("<Q", len(header)) + header + b"\0\0\x80?",
+        zipped(["archive/data.pkl", "archive/data/0", "archive/version"]),
+        zipped(["m/data.pkl", "m/constants.pkl", "m/code/__torch__/m.py"]),
+        zipped(["w.npy", "b.npy"]),
+        bytes.fromhex("0809") + b"\x3a\x04\x0a\x01\x58\x12" + b"\x42\x02\x10\x11",
+        b'{"learner": {"attributes": {}}, "version": [3, 0, 0]}',
+        b"{L\x00\x00\x00\x00\x00\x00\x00\x07learner{}}",
+        b"tree\nversion=v4\nnum_class=1\n",
+        pickle.dumps({"w": [1.0]}, protocol=5),
+        bytes.fromhex("80028a0a6cfc9c46f9206aa85019") + b".",
+    ]
+
+
+def _model_file(data: bytes) -> Outcome:
+    """The bytes as a model file under each suffix detection looks at, and as the weights of a
+    Hugging Face folder; detection answers or refuses with UnsupportedModelFormat."""
+    from provenance.model_formats import detect_format
+
+    folder = _TMP / "model-file"
+    folder.mkdir(exist_ok=True)
+    outcomes = []
+    for suffix in _MODEL_SUFFIXES:
+        path = folder / f"model{suffix}"
+        path.write_bytes(data)
+        outcomes.append(_clean(lambda p=path: detect_format(p)))  # type: ignore[misc]
+        path.unlink()
+    hf = folder / "hf"
+    hf.mkdir(exist_ok=True)
+    (hf / "config.json").write_bytes(data if data.startswith(b"{") else b'{"model_type": "x"}')
+    (hf / "model.safetensors").write_bytes(data)
+    outcomes.append(_clean(lambda: detect_format(hf)))
+    return "accepted" if "accepted" in outcomes else "clean"
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -564,5 +618,6 @@ TARGETS: dict[str, Target] = {
         Target("explorer-query", _explorer_seeds, _explorer),
         Target("oci-layout", _oci_seeds, _oci_layout, json=True),
         Target("sidecar-attestation", _sidecar_seeds, _sidecar, json=True),
+        Target("model-file", _model_file_seeds, _model_file),
     )
 }

@@ -46,11 +46,18 @@ from provenance.manifest import (
     open_table,
     verify_opening,
 )
+from provenance.model_formats import SUPPORTED
 from provenance.registration import Registration
 from provenance.storage.cid import cid_for_digest
 
 NOON = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
 DEV = Account.from_key(anvil_dev_key(0))
+UNRECOGNISED = (
+    f"model format not recognised, recorded as 'files': {Path(__file__).name} is not in a "
+    f"supported model format; supported: {SUPPORTED} (the model verifies, but serving it needs "
+    "one of these formats)"
+)
+"""The warning of a model file (here: this test file) in none of the formats."""
 OTHER = Account.from_key(anvil_dev_key(1))
 
 STEP_SOURCE = """
@@ -221,6 +228,7 @@ def test_unserialisable_parameters_and_arguments_do_not_crash_capture(tmp_path: 
     assert training.metrics == {"loss": 0.5, "curve": "array([1, 2])"}
     assert run.certificate.warnings == (
         "metric curve is not JSON (numpy.ndarray); recorded as its repr",
+        UNRECOGNISED,
     )
 
 
@@ -386,7 +394,7 @@ def test_capture_failures_are_warnings_or_errors_when_strict(tmp_path: Path) -> 
         run.log_model(Path(__file__))
     assert run.certificate is not None
     expected = f"step {__name__}:test_capture_failures_are_warnings_or_errors_when_strict.<locals>.read: input path not digested: cannot read {missing}: No such file or directory"
-    assert run.certificate.warnings == (expected,)
+    assert run.certificate.warnings == (expected, UNRECOGNISED)
     with pytest.raises(CaptureError) as exc, fixed_run(tmp_path, strict=True) as strict:
         strict.step(read)(missing)
     assert str(exc.value) == expected

@@ -166,7 +166,9 @@ def test_cli_errors_are_one_line(
     folder, env, summary = job
     cert = str(summary["certificate"])
     failing = tmp_path / "fail.py"
-    failing.write_text("open('out.pkl', 'w').write('x')\nraise SystemExit(3)\n")
+    failing.write_text(
+        "import pickle\nopen('out.pkl', 'wb').write(pickle.dumps(0))\nraise SystemExit(3)\n"
+    )
     cases = [
         (
             ("certificate", "verify", cert),

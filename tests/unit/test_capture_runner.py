@@ -13,6 +13,7 @@ from provenance.capture.runner import HOOK_DIR, Traced, certify_command, run_tra
 from provenance.capture.tracker import Run
 from provenance.errors import CaptureError
 from provenance.manifest import manifest_of
+from provenance.model_formats import SUPPORTED
 
 SCRIPT = textwrap.dedent(
     """
@@ -105,7 +106,12 @@ def test_a_command_that_is_not_python_is_a_warning_or_strict_error(tmp_path: Pat
     assert traced.problems == (message,)
     run = Run("cp", output_dir=tmp_path / "out", environment=False, source_dir=folder)
     certify_command(run, traced, model=[folder / "copy.csv"], data=[folder / "data.csv"])
-    assert run.finish().warnings == (message,)
+    unknown = (
+        "model format not recognised, recorded as 'files': copy.csv is not in a supported "
+        f"model format; supported: {SUPPORTED} (the model verifies, but serving it needs one "
+        "of these formats)"
+    )
+    assert run.finish().warnings == (message, unknown)
     strict = Run("cp", output_dir=tmp_path / "out", environment=False, strict=True)
     with pytest.raises(CaptureError) as exc:
         certify_command(strict, traced, model=[folder / "copy.csv"])
@@ -136,7 +142,13 @@ def test_a_sitecustomize_of_the_job_still_runs(tmp_path: Path) -> None:
 def traced_writing(tmp_path: Path, *names: str) -> Traced:
     folder = tmp_path / "job"
     folder.mkdir()
-    code = "; ".join(f"open({n!r}, 'w').write('x')" for n in names)
+    # a model file holds a real pickle, so its format is detected; the others one byte
+    code = "import pickle; " + "; ".join(
+        f"open({n!r}, 'wb').write(pickle.dumps(0, protocol=5))"
+        if n.endswith((".joblib", ".pkl"))
+        else f"open({n!r}, 'w').write('x')"
+        for n in names
+    )
     return run_traced(
         [sys.executable, "-c", code], cwd=folder, env=env(), events_file=tmp_path / "ev.jsonl"
     )
@@ -151,7 +163,7 @@ def test_metrics_and_logs_beside_the_model_are_not_the_model(tmp_path: Path) -> 
     cert = run.finish()
     assert [f.path for f in cert.model.manifest.files] == ["model.joblib"]
     assert cert.model.digest == manifest_of(tmp_path / "job" / "model.joblib").root
-    assert cert.warnings == ()
+    assert cert.model.format == "joblib" and cert.warnings == ()
 
 
 def test_without_a_model_suffix_every_written_file_is_the_model_with_a_warning(
@@ -162,8 +174,12 @@ def test_without_a_model_suffix_every_written_file_is_the_model_with_a_warning(
     certify_command(run, traced)
     cert = run.finish()
     assert [f.path for f in cert.model.manifest.files] == ["metrics.json", "weights.out"]
+    assert cert.model.format == "files"
     assert cert.warnings == (
         "no file written has a model suffix (.joblib, .pkl, .pickle, .safetensors, .onnx, .pt, "
         "...): every file written became the model (weights.out, metrics.json); pass --model "
         "to choose",
+        "model format not recognised, recorded as 'files': no file in "
+        f"{(tmp_path / 'job').resolve()} is in a supported model format; supported: "
+        f"{SUPPORTED} (the model verifies, but serving it needs one of these formats)",
     )

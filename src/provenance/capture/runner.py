@@ -11,6 +11,10 @@ small write per distinct file, so the job is not slowed noticeably. After the co
 Not seen: files opened by native code without Python's ``open`` (e.g. pyarrow's own file
 system behind ``pandas.read_parquet(path)``), processes that are not Python or run with
 ``-I``/``-S``. A missing trace is a warning in the certificate (an error with ``strict``).
+Model files written by native code (``torch.save``, safetensors' ``save_file``,
+``save_pretrained``) are found another way: the working folder is scanned before and after
+the command (at most :data:`MAX_SCANNED` files; hidden folders and virtual environments
+skipped), and new or changed files that are models by :func:`is_model_file` count as written.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from provenance.capture.tracker import Run
@@ -28,6 +33,7 @@ from provenance.certificate import EntryPoint, timestamp
 from provenance.errors import CaptureError, ProvenanceError
 from provenance.hashing import format_digest, hash_file
 from provenance.manifest import FileManifest, manifest_of_files
+from provenance.model_formats import UnsupportedModelFormat, detect_file, detect_format
 
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 EVENTS_VARIABLE = "PROVENANCE_CAPTURE_EVENTS"
@@ -55,8 +61,14 @@ MODEL_SUFFIXES = (
     ".cbm",
     ".msgpack",
 )
-"""Files a command writes with these suffixes are its model (other written files, such as
-metrics or logs, are recorded as outputs but are not part of the model digest)."""
+"""Files a command writes with these suffixes are its model, and so are files whose content is
+in one of the model formats (:func:`provenance.model_formats.detect_file`: a ``.json`` or
+``.txt`` only so, e.g. an XGBoost or LightGBM model); other written files, such as metrics or
+logs, are recorded as outputs but are not part of the model digest."""
+MAX_SCANNED = 100_000
+"""Most files of the working folder compared before and after the command; a larger folder
+is not scanned (a warning says so)."""
+_SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "provenance-runs"})
 SYSTEM_PREFIXES = ("/usr/", "/etc/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/nix/store/")
 """Files of the operating system (time zones, certificates, shared libraries) are not inputs."""
 
@@ -97,6 +109,7 @@ def run_traced(
     child_env[EVENTS_VARIABLE] = str(events_file)
     events_file.parent.mkdir(parents=True, exist_ok=True)
     events_file.write_bytes(b"")
+    before = scan(cwd)
     started = timestamp(clock())
     try:
         code = subprocess.run(list(argv), cwd=cwd, env=child_env, check=False).returncode
@@ -105,7 +118,55 @@ def run_traced(
     except PermissionError:
         raise CaptureError(f"command not executable: {argv[0]}") from None
     ended = timestamp(clock())
-    return _parse(tuple(argv), cwd, code, started, ended, events_file)
+    traced = _parse(tuple(argv), cwd, code, started, ended, events_file)
+    return _with_scanned_models(traced, before, scan(cwd))
+
+
+Scan = dict[Path, tuple[int, int, int]] | None
+
+
+def scan(folder: Path) -> Scan:
+    """Every regular file under ``folder`` (links not followed; hidden folders, virtual
+    environments and :data:`_SKIPPED_FOLDERS` skipped) with its inode, size and modification
+    time, or None past :data:`MAX_SCANNED` files."""
+    found: dict[Path, tuple[int, int, int]] = {}
+    for top, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and d not in _SKIPPED_FOLDERS
+            and not (Path(top, d) / "pyvenv.cfg").exists()
+        ]
+        for name in filenames:
+            path = Path(top, name)
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found[path] = (info.st_ino, info.st_size, info.st_mtime_ns)
+                if len(found) > MAX_SCANNED:
+                    return None
+    return found
+
+
+def _with_scanned_models(traced: Traced, before: Scan, after: Scan) -> Traced:
+    """``traced`` with the model files the scan found new or changed (written by native code
+    the audit hook does not see) among its writes."""
+    if before is None or after is None:
+        problem = (
+            f"the working folder holds more than {MAX_SCANNED} files: model files written by "
+            "native code (torch.save, safetensors) are not looked for; pass --model PATH"
+        )
+        return replace(traced, problems=(*traced.problems, problem))
+    known = set(traced.writes)
+    found = tuple(
+        path
+        for path, seen in after.items()
+        if before.get(path) != seen and path not in known and is_model_file(path)
+    )
+    return replace(traced, writes=(*traced.writes, *found)) if found else traced
 
 
 def _parse(
@@ -182,17 +243,47 @@ def _manifest(run: Run, what: str, paths: Sequence[Path], cwd: Path) -> FileMani
 
 
 def is_model_file(path: Path) -> bool:
-    """A file name that says "model weights" (see :data:`MODEL_SUFFIXES`)."""
-    return path.suffix.lower() in MODEL_SUFFIXES
+    """A file that is model weights: by its name (:data:`MODEL_SUFFIXES`) or its content."""
+    return path.suffix.lower() in MODEL_SUFFIXES or detect_file(path) is not None
+
+
+def _with_hugging_face_folders(chosen: list[Path], final: list[Path]) -> list[Path]:
+    """``chosen``, plus every file written into a folder that the files written there make a
+    Hugging Face folder (``save_pretrained``: its config.json, tokenizer files, ...)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in final:
+        by_folder.setdefault(path.parent, []).append(path)
+    whole: set[Path] = set()
+    for folder in {p.parent for p in chosen}:
+        written = by_folder.get(folder, [])
+        if not any(p.name == "config.json" for p in written):
+            continue
+        try:
+            found = detect_format(folder, files=[p.name for p in written])
+        except UnsupportedModelFormat:
+            continue
+        if found.format.name == "huggingface":
+            whole.update(written)
+    return [p for p in final if p in whole or p in chosen]
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """The files ``folder`` holds (none when it holds a folder too: not a model-only folder)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return entries if all(p.is_file() for p in entries) else []
 
 
 def model_files_written(run: Run, traced: Traced) -> list[Path]:
-    """The files of a traced command that are its model: those written and not read back
-    with a model suffix; when there are none, every file written (with a warning)."""
+    """The files of a traced command that are its model: those written and not read back that
+    are model files (:func:`is_model_file`), with the rest of a Hugging Face folder they are
+    in; when there are none, every file written (with a warning)."""
     final = [p for p in traced.writes if p not in traced.intermediates] or list(traced.writes)
     chosen = [p for p in final if is_model_file(p)]
     if chosen:
-        return chosen
+        return _with_hugging_face_folders(chosen, final)
     if not final:
         raise CaptureError("the command wrote no file that could be the model; pass --model PATH")
     names = ", ".join(display_name(p, traced.cwd) for p in final)
@@ -242,7 +333,12 @@ def certify_command(
         else:
             run.log_model_files({display_name(p, cwd): p for p in model})
     else:
-        run.log_model_files({display_name(p, cwd): p for p in model_files_written(run, traced)})
+        written = model_files_written(run, traced)
+        folder = written[0].parent
+        if len(written) > 1 and set(written) == set(_files_in(folder)):
+            run.log_model(folder)  # a folder of the model only (save_pretrained): as a folder
+        else:
+            run.log_model_files({display_name(p, cwd): p for p in written})
     if data is None:
         data = [
             p

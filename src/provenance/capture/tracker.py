@@ -42,6 +42,7 @@ from pydantic import JsonValue
 from provenance.capture import sklearn as sk
 from provenance.capture.environment import capture_environment
 from provenance.capture.git import git_state
+from provenance.capture.model_format import record_format
 from provenance.capture.publish import NO_STORAGE, BlobStore, ModelFiles, ModelRegistry, publish
 from provenance.capture.selection import as_selection, positions_of
 from provenance.capture.steps import imported_packages, library_versions, source_digest
@@ -404,8 +405,8 @@ class Run:
         self.metrics.update(plain)
 
     def log_model(self, model: object, *, path: Path | None = None) -> ModelArtifact:
-        """The model: a file or directory path, or a scikit-learn estimator (every pipeline step
-        with ``get_params()``, pickled to ``output_dir/model.pkl`` or ``path``)."""
+        """The model: a file or directory path (format detected), or a scikit-learn estimator
+        (every pipeline step with ``get_params()``, pickled to ``output_dir/model.pkl``/``path``)."""
         if self.model is not None:
             raise CertificateError("log_model was already called in this run")
         estimator: EstimatorNode | None = None
@@ -413,7 +414,9 @@ class Run:
         framework: Framework | None = None
         if isinstance(model, str | Path):
             location = Path(model)
-            fmt = "files"
+            recorded = record_format(location)
+            fmt, framework = recorded.format, recorded.framework
+            self.warnings.extend(recorded.warnings)
         elif sk.is_estimator(model):
             location = path or self.output_dir / sk.FILE_NAME
             estimator = sk.describe(model)
@@ -441,7 +444,14 @@ class Run:
         if self.model is not None:
             raise CertificateError("log_model was already called in this run")
         manifest = manifest_of_files(files)
-        self.model = ModelArtifact(digest=manifest.root, manifest=manifest, format="files")
+        recorded = record_format(files)
+        self.warnings.extend(recorded.warnings)
+        self.model = ModelArtifact(
+            digest=manifest.root,
+            manifest=manifest,
+            format=recorded.format,
+            framework=recorded.framework,
+        )
         self.model_files = dict(files) if len(files) == 1 else None
         return self.model
 

@@ -76,14 +76,35 @@ def reason_text(data: bytes | None) -> str | None:
         return None
 
 
+def model_format_of(read: Reader, certificate_digest: bytes) -> str | None:
+    """The model's format as its certificate (read from storage) records it, for people
+    (:func:`provenance.verify.report.model_format_text`); None when the certificate is not
+    there or does not parse."""
+    from provenance.certificate import MAX_BODY_SIZE, body_of, parse_certificate
+    from provenance.lineage import stored_text
+    from provenance.verify.report import model_format_text
+
+    data = stored_text(
+        read.storage, certificate_digest, max_size=MAX_BODY_SIZE, fetch_missing=read.fetch
+    )
+    if data is None:
+        return None
+    try:
+        return model_format_text(body_of(parse_certificate(data, "certificate")).model)
+    except ProvenanceError:
+        return None
+
+
 def show_report(
     record: ModelRecord,
     indexed: IndexedModel,
     tainted: bool,
     names: Mapping[bytes, str],
     reason: bytes | None,
+    model_format: str | None = None,
 ) -> dict[str, Any]:
-    """``show``'s JSON (parents and children are added by the caller)."""
+    """``show``'s JSON (parents and children are added by the caller); ``model_format``: see
+    :func:`model_format_of`."""
     from provenance.lineage import utc_time
 
     return {
@@ -98,6 +119,7 @@ def show_report(
         "transaction": indexed.transaction,
         "certificate_digest": "sha256:" + indexed.certificate_digest.hex(),
         "model_digest": "sha256:" + indexed.model_digest.hex(),
+        "model_format": model_format,
         "data_commitment": "sha256:" + indexed.data_commitment.hex(),
         "revoked_parent_acknowledged": record.revoked_parent_acknowledged,
         "revoked_by": indexed.revoked_by,
@@ -112,7 +134,7 @@ def print_show(report: Mapping[str, Any]) -> None:
     for key, value in report.items():
         if key in ("registered_at_utc", "revoke_reason_text"):
             continue
-        if key == "name":
+        if key in ("name", "model_format"):
             value = value if value is not None else "(unknown: the certificate is not in IPFS)"
         elif key == "registered_at":
             value = f"{report['registered_at_utc']} ({value})"
@@ -181,6 +203,7 @@ __all__ = [
     "READ_TIMEOUT",
     "Reader",
     "confirm_revocation",
+    "model_format_of",
     "print_show",
     "reader",
     "reason_text",

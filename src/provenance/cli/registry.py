@@ -20,6 +20,7 @@ from provenance.cli._common import AsJson, PasswordFile, out, say, session, show
 from provenance.cli.record_view import (
     MAX_REASON,
     confirm_revocation,
+    model_format_of,
     print_show,
     show_report,
     store_reason,
@@ -242,7 +243,8 @@ def show(
                 read.storage, indexed.revoke_reason, max_size=MAX_REASON, fetch_missing=read.fetch
             )
         )
-        report = show_report(record, indexed, index.is_tainted(mid), names, reason)
+        model_format = model_format_of(read, bytes(indexed.certificate_digest))
+        report = show_report(record, indexed, index.is_tainted(mid), names, reason, model_format)
         report["parents"] = [
             {"id": _hex(m), "relation": r, "name": names.get(m)} for m, r in parents
         ]

@@ -21,7 +21,7 @@ from provenance.errors import (
     StorageError,
 )
 from provenance.verify.context import fetch_bytes
-from provenance.verify.report import CheckName, Checks, digest_text
+from provenance.verify.report import CheckName, Checks, digest_text, model_format_text
 
 if TYPE_CHECKING:
     from provenance.verify.context import Context
@@ -91,7 +91,8 @@ def certificate_checks(c: Checks, anchor: Anchor, ctx: Context) -> Certificate |
         return None
     c.ok(
         CheckName.CERTIFICATE_SCHEMA,
-        f"schema v1 certificate of {parsed.model_name!r}, canonical form",
+        f"schema v1 certificate of {parsed.model_name!r}, canonical form; model: "
+        + model_format_text(parsed.model),
     )
     return parsed
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from provenance.errors import ProvenanceError
 from provenance.hashing import format_digest
+from provenance.model_formats import UNDETECTED, format_named
+
+if TYPE_CHECKING:
+    from provenance.certificate import ModelArtifact
 
 Kind = Literal["model-id", "model-files", "image", "certificate", "receipt"]
 
@@ -201,6 +205,27 @@ def generation(depth: int) -> str:
     return f"ancestor, {depth} generations up"
 
 
+def model_format_text(model: ModelArtifact) -> str:
+    """The model's format as a certificate records it, for people: ``ONNX model (onnx),
+    written with onnx 1.23.2``; a recorded name this version does not know is shown as it is."""
+    from provenance.untrusted import printable
+
+    recorded = model.format
+    if recorded is None:
+        return "format not recorded"
+    known = format_named(recorded)
+    if recorded == UNDETECTED:
+        text = "files in none of the supported formats (not servable)"
+    elif known is None:
+        text = printable(recorded, one_line=True)
+    else:
+        text = f"{known.title} ({printable(recorded, one_line=True)})"
+    if model.framework is not None:
+        framework = printable(f"{model.framework.name} {model.framework.version}", one_line=True)
+        text += f", written with {framework}"
+    return text
+
+
 def digest_text(raw: bytes) -> str:
     return format_digest(raw)
 
@@ -214,6 +239,7 @@ __all__ = [
     "Report",
     "digest_text",
     "generation",
+    "model_format_text",
     "short",
     "subject_of",
 ]
