@@ -79,8 +79,8 @@ FORMATS: dict[str, ModelFormat] = {
             "joblib", "scikit-learn joblib file", "scikit-learn", "sklearn", ("scikit-learn",)
         ),
         ModelFormat("onnx", "ONNX model", "onnx", "onnxruntime", ("onnx",)),
-        ModelFormat("torchscript", "TorchScript archive", "pytorch", "torch", ("torch",)),
-        ModelFormat("pytorch", "PyTorch torch.save file", "pytorch", None, ("torch",)),
+        ModelFormat("torchscript", "TorchScript archive", "torch", "torch", ("torch",)),
+        ModelFormat("pytorch", "PyTorch torch.save file", "torch", None, ("torch",)),
         ModelFormat("safetensors", "safetensors weights", "safetensors", None, ("safetensors",)),
         ModelFormat("npz", "numpy .npz archive", "numpy", None, ("numpy",)),
         ModelFormat(

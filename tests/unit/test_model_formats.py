@@ -472,8 +472,8 @@ def test_the_recorded_format_reads_as_people_name_it() -> None:
         )
         return model_format_text(model)
 
-    torch = Framework(name="pytorch", version="2.5.0")
-    assert text("pytorch", torch) == "PyTorch torch.save file (pytorch), written with pytorch 2.5.0"
+    torch = Framework(name="torch", version="2.5.0")
+    assert text("pytorch", torch) == "PyTorch torch.save file (pytorch), written with torch 2.5.0"
     assert text("pickle-5") == "scikit-learn pickle (pickle-5)"
     assert text("files") == "files in none of the supported formats (not servable)"
     assert text(None) == "format not recorded"

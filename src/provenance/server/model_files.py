@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from provenance import image_entrypoint
 from provenance.errors import CertificateError, ConfigError, IntegrityError, ServiceError
@@ -31,33 +31,11 @@ from provenance.model_formats import (
     UnsupportedModelFormat,
     detect_format,
     format_named,
+    pickle_kind,
 )
 
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 """The estimator methods a request may call; a served model has at least one."""
-
-_COMPRESSED = (
-    b"\x1f\x8b",
-    b"BZh",
-    b"\xfd7zXZ\x00",
-    b"\x04\x22\x4d\x18",
-    b"x\x01",
-    b"x^",
-    b"x\x9c",
-    b"x\xda",
-)
-"""The magic bytes of the compressed files joblib writes (gzip, bz2, xz, lz4, zlib)."""
-
-
-def pickle_kind(head: bytes) -> Literal["pickle", "compressed"] | None:
-    """What the first bytes of a file say it is: a pickle (protocol 2 or later, which is what
-    pickle, joblib and scikit-learn write), a compressed file (joblib's ``compress=``), or
-    neither (None)."""
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    if head.startswith(_COMPRESSED):
-        return "compressed"
-    return None
 
 
 def load_pickled_model(path: Path, what: str, *, joblib_installed: bool | None = None) -> Any:
