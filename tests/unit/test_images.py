@@ -642,7 +642,7 @@ def test_every_listed_name_resolves_to_its_own_module() -> None:
         "        assert owner.startswith('provenance.images.'), (name, owner)\n"
         "print(len(images.__all__))\n"
     )
-    assert stdout == "44\n"
+    assert stdout == "52\n"
 
 
 def test_an_unknown_name_is_an_import_error() -> None:
