@@ -107,7 +107,8 @@ def served_format(model: Path, certificate: Certificate | None = None) -> Detect
         return detected
     if recorded.runtime != detected.format.runtime:
         raise ImageError(
-            f"the certificate records a {recorded.title}, {model} holds a {detected.format.title}"
+            f"the certificate records format {recorded.name}, {model} is in format "
+            f"{detected.format.name}"
         )
     return Detected(recorded, detected.entry)
 
@@ -116,8 +117,8 @@ def _runtime_of(model: Path, served: Detected) -> str:
     runtime = served.format.runtime
     if runtime is None:
         raise ImageError(
-            f"{model.name} holds {served.format.title} ({served.format.name}), weights without "
-            "the code that runs them: build an image of your own with --dockerfile PATH"
+            f"{model.name} is in format {served.format.name} ({served.format.title}): weights "
+            "without the code that runs them; build an image of your own with --dockerfile PATH"
         )
     if runtime not in RUNTIME_MODULES:
         raise ImageError(

@@ -95,14 +95,17 @@ def build_own_image(
         labels[LABEL_CERTIFICATE] = certificate.digest_text
     tag = tag or f"provenance/model:{digest.removeprefix('sha256:')[:12]}"
     image_id = _build(engine, context, dockerfile, tag, labels)
-    found = model_digest_in_image(engine, image_id, model_path)
-    if found != digest:
+    try:
+        found = model_digest_in_image(engine, image_id, model_path)
+        if found != digest:
+            raise IntegrityError(
+                f"the image built from {dockerfile.name} holds files at {model_path} with model "
+                f"digest {found}, not the model's {digest}: refused"
+            )
+    except IntegrityError:
         with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
             engine.client.images.remove(image_id, force=True)
-        raise IntegrityError(
-            f"the image built from {dockerfile.name} holds files at {model_path} with model "
-            f"digest {found}, not the model's {digest}: refused"
-        )
+        raise
     return engine.image(image_id)
 
 
