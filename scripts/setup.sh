@@ -3,6 +3,9 @@
 #
 #   scripts/setup.sh            # .venv, native extension, npm tools, kubo, Docker engine, base image
 #   scripts/setup.sh --with-ape # ... and a separate .venv-ape with ape + ape-foundry
+#   scripts/setup.sh --with-torch-image  # ... and the base of TorchScript model images
+#                               # (Debian's python3-torch, about 1.2 GB, two minutes; else it is
+#                               # built on the first TorchScript `provenance image build`)
 #
 # Everything it creates is gitignored: .venv/, .venv-ape/, .tools/.
 # A second run checks stamps and versions and changes nothing.
@@ -12,10 +15,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 VENV="$ROOT/.venv"
 WITH_APE=0
+WITH_TORCH_IMAGE=0
 for arg in "$@"; do
   case "$arg" in
     --with-ape) WITH_APE=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --with-torch-image) WITH_TORCH_IMAGE=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -108,6 +113,7 @@ fi
 # --- base image of model images: Debian packages, no registry (cached) ------
 if command -v mmdebstrap >/dev/null; then
   "$ROOT/scripts/base-image.sh" "$TOOLS/images"
+  if (( WITH_TORCH_IMAGE )); then "$ROOT/scripts/base-image.sh" --torch "$TOOLS/images"; fi
 else
   echo "setup: warning: mmdebstrap is missing; model images need scripts/base-image.sh" >&2
 fi

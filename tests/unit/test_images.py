@@ -30,24 +30,32 @@ from provenance.capture import track
 from provenance.errors import ImageError, IntegrityError, ServiceError
 from provenance.hashing import format_digest
 from provenance.images import (
+    BASE_IMAGE,
     LABEL_PYTHON,
     RECORD_MEDIA_TYPE,
+    TORCH_IMAGE,
     ArchiveCheck,
     DockerEngine,
     ImageLayout,
     ImageRecord,
     attach_image,
+    base_for,
+    default_rootfs,
     distributions_for,
     dockerfile,
     image_record_of,
     load_archive,
+    make_rootfs,
     pickle_globals,
     read_layout,
     rootfs_archive,
+    served_format,
     store_layout,
     verified_archive,
 )
+from provenance.images.build import RUNTIME_MODULES
 from provenance.images.oci import LAYER_TYPE, kind_of
+from provenance.model_formats import FORMATS, Detected
 from provenance.storage import LocalStore
 
 PROVENANCE = Path(sys.executable).parent / "provenance"
@@ -464,6 +472,77 @@ def test_the_dockerfile() -> None:
     )
 
 
+def test_the_dockerfile_passes_the_format_and_serves_a_folder_from_its_model_folder() -> None:
+    text = dockerfile("provenance/torch:bookworm", "3.11", "net.pt", {}, "torchscript")
+    assert text.endswith(
+        'ENTRYPOINT ["python3", "-I", "/opt/provenance/entrypoint.py", "--model", '
+        '"/opt/provenance/model/net.pt", "--format", "torchscript"]\n'
+    )
+    text = dockerfile("provenance/base:bookworm", "3.11", ".", {}, "onnx")
+    assert '"--model", "/opt/provenance/model", "--format", "onnx"]' in text
+
+
+# ---------------------------------------------------------------- which runtime, which base
+def onnx_file(path: Path) -> Path:
+    path.write_bytes(b"\x08\x08" + b"\x00" * 30)  # what detect_format reads: a ModelProto tag
+    return path
+
+
+def test_the_format_decides_the_runtime_and_the_base(tmp_path: Path, model_file: Path) -> None:
+    served = served_format(onnx_file(tmp_path / "m.onnx"))
+    assert (served.format.name, served.entry, base_for(served)) == ("onnx", "m.onnx", BASE_IMAGE)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("trained on Tuesday")
+    onnx_file(folder / "sub.onnx")
+    assert served_format(folder).entry == "sub.onnx"
+    assert served_format(model_file).format.name == "pickle"
+    assert set(RUNTIME_MODULES) == {f.runtime for f in FORMATS.values() if f.runtime is not None}, (
+        "every runtime of model_formats has its packages"
+    )
+    torch_like = Detected(FORMATS["torchscript"], "net.pt")
+    assert base_for(torch_like) == TORCH_IMAGE
+
+
+def test_a_certificate_whose_format_disagrees_with_the_files_is_refused(
+    tmp_path: Path, model_file: Path
+) -> None:
+    with track("Model", output_dir=tmp_path / "out", environment=False) as run:
+        run.log_model(model_file)
+    certificate = run.certificate
+    assert certificate is not None
+    onnx = certificate.model_copy(
+        update={"model": certificate.model.model_copy(update={"format": "onnx"})}
+    )
+    with pytest.raises(ImageError) as info:
+        served_format(model_file, onnx)
+    assert str(info.value) == (
+        f"the certificate records format onnx, {model_file} is in format pickle"
+    )
+    # a format this version does not know ("files") leaves it to the files
+    files = certificate.model_copy(
+        update={"model": certificate.model.model_copy(update={"format": "files"})}
+    )
+    assert served_format(model_file, files).format.name == "pickle"
+
+
+def test_the_torch_base_has_its_own_root_file_system_and_recipe(tmp_path: Path) -> None:
+    prefix = tmp_path / "checkout" / ".venv"
+    assert default_rootfs(prefix) == tmp_path / "checkout/.tools/images/base-bookworm.tar"
+    assert default_rootfs(prefix, TORCH_IMAGE) == (
+        tmp_path / "checkout/.tools/images/torch-bookworm.tar"
+    )
+    with pytest.raises(ImageError) as info:
+        make_rootfs(prefix, TORCH_IMAGE)
+    assert str(info.value) == (
+        f"the base image {TORCH_IMAGE} needs scripts/base-image.sh of a provenance checkout, "
+        f"and {tmp_path}/checkout/scripts/base-image.sh does not exist"
+    )
+    script = Path(__file__).resolve().parents[2] / "scripts" / "base-image.sh"
+    text = script.read_text()
+    assert "python3-torch" in text and "libgomp1" in text
+
+
 # ---------------------------------------------------------------- the entrypoint
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -642,7 +721,7 @@ def test_every_listed_name_resolves_to_its_own_module() -> None:
         "        assert owner.startswith('provenance.images.'), (name, owner)\n"
         "print(len(images.__all__))\n"
     )
-    assert stdout == "44\n"
+    assert stdout == "52\n"
 
 
 def test_an_unknown_name_is_an_import_error() -> None:

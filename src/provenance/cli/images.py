@@ -4,7 +4,8 @@
 The engine is the configured one (``[docker] host`` / ``DOCKER_HOST``), else the stack's dockerd,
 else the system's. Archives go to the configured storage, as with ``provenance ipfs``. The base
 image is loaded into the engine from ``.tools/images/base-bookworm.tar`` (made by
-``scripts/setup.sh``) when the engine lacks it.
+``scripts/setup.sh``; for TorchScript ``torch-bookworm.tar``, made on first use) when the engine
+lacks it. ``build --dockerfile`` builds an image of your own and checks the model inside it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import typer
 
 if TYPE_CHECKING:
     from provenance.certificate import Certificate
-    from provenance.images import ImageRecord, LocalImage
+    from provenance.images import DockerEngine, ImageRecord, LocalImage
 
 from provenance.cli._common import AsJson, say, session
 from provenance.cli.image_bind import bind
@@ -59,14 +60,18 @@ Expect = Annotated[
 @app.command()
 def build(
     model: Annotated[
-        Path, typer.Argument(help="The pickled model: a file, or a folder with model.pkl.")
+        Path,
+        typer.Argument(
+            help="The model: a file (pickle, ONNX, TorchScript, XGBoost, LightGBM, ...) or a "
+            "folder (every file is copied)."
+        ),
     ],
     certificate: Annotated[
         Path | None,
         typer.Option(
             "--certificate",
-            help="The model's certificate: checks the model digest and package versions, and "
-            "labels the image with the certificate digest.",
+            help="The model's certificate: checks the model digest (and package versions), "
+            "takes its recorded format, and labels the image with the certificate digest.",
         ),
     ] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Default provenance/model:<digest>.")] = (
@@ -75,7 +80,9 @@ def build(
     base: Annotated[
         str | None,
         typer.Option(
-            "--base", help="The base image (with python3; default provenance/base:bookworm)."
+            "--base",
+            help="The base image (with python3; default provenance/base:bookworm, for "
+            "TorchScript provenance/torch:bookworm).",
         ),
     ] = None,
     base_rootfs: Annotated[
@@ -83,28 +90,54 @@ def build(
         typer.Option(
             "--base-rootfs",
             help="Root file system tarball to load the base image from when the engine lacks "
-            "it (default: .tools/images/base-bookworm.tar of this checkout).",
+            "it (default: .tools/images/<base>-bookworm.tar of this checkout).",
+        ),
+    ] = None,
+    own: Annotated[
+        Path | None,
+        typer.Option(
+            "--dockerfile",
+            help="Build this Dockerfile instead (any format, your runtime); the model files "
+            "inside the image are checked.",
+        ),
+    ] = None,
+    context: Annotated[
+        Path | None,
+        typer.Option("--context", help="With --dockerfile: the build context (its folder)."),
+    ] = None,
+    model_path: Annotated[
+        str | None,
+        typer.Option(
+            "--model-path",
+            help="With --dockerfile: where the Dockerfile puts the model files in the image "
+            "(default /opt/provenance/model).",
         ),
     ] = None,
     push: Annotated[bool, typer.Option("--push", help="Also push the image to IPFS.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Build a Docker image that serves a scikit-learn model (predictions from stdin)."""
-    from provenance.images import (
-        BASE_IMAGE,
-        build_model_image,
-        default_rootfs,
-        ensure_base_image,
-        push_to_ipfs,
-    )
+    """Build a Docker image that serves a model (predictions from stdin), or your own."""
+    from provenance.images import MODEL_DIR, push_to_ipfs
 
-    base = base or BASE_IMAGE
+    if own is None and (context is not None or model_path is not None):
+        raise ImageError("--context and --model-path go with --dockerfile")
     body = _certificate(certificate)
     with session() as clients:
         engine = clients.engine
-        if base == BASE_IMAGE:
-            ensure_base_image(engine, base_rootfs or default_rootfs(Path(sys.prefix)), base)
-        image = build_model_image(engine, model, certificate=body, tag=tag, base=base)
+        if own is not None:
+            from provenance.images import build_own_image
+
+            image = build_own_image(
+                engine,
+                model,
+                own,
+                context=context,
+                model_path=model_path or MODEL_DIR,
+                certificate=body,
+                tag=tag,
+            )
+        else:
+            image = _build_generated(engine, model, body, tag, base, base_rootfs)
         record = push_to_ipfs(engine, image.id, clients.storage) if push else None
     if as_json:
         _write_json(_image_json(image, record))
@@ -112,6 +145,40 @@ def build(
     say(f"built {image.id} as {image.tag}")
     if record is not None:
         say(f"pushed its archive ({record.size} bytes) to IPFS: {record.archive}")
+
+
+def _build_generated(
+    engine: DockerEngine,
+    model: Path,
+    body: Certificate | None,
+    tag: str | None,
+    base: str | None,
+    base_rootfs: Path | None,
+) -> LocalImage:
+    """The generated image: its base loaded when the engine lacks it (the torch base's root
+    file system built first, once, when this checkout has none)."""
+    from provenance.images import (
+        BASE_IMAGE,
+        TORCH_IMAGE,
+        base_for,
+        build_model_image,
+        default_rootfs,
+        ensure_base_image,
+        make_rootfs,
+        served_format,
+    )
+
+    base = base or base_for(served_format(model, body))
+    if base in (BASE_IMAGE, TORCH_IMAGE):
+        rootfs = base_rootfs or default_rootfs(Path(sys.prefix), base)
+        if base == TORCH_IMAGE and not engine.has(base) and not rootfs.is_file():
+            say(
+                f"building the base image {base} from Debian packages (python3-torch, CPU; "
+                "a few minutes, once)"
+            )
+            rootfs = make_rootfs(Path(sys.prefix), base)
+        ensure_base_image(engine, rootfs, base)
+    return build_model_image(engine, model, certificate=body, tag=tag, base=base)
 
 
 @app.command()

@@ -18,7 +18,8 @@ Its modules, by what they own:
 - :mod:`~provenance.images.archive`: ``docker save`` archives as streams, checked on their way
   to ``docker load`` (:func:`verified_archive`); no engine needed;
 - :mod:`~provenance.images.packages`: which installed distributions a pickle needs;
-- :mod:`~provenance.images.build`: building a model image (:func:`build_model_image`) and the
+- :mod:`~provenance.images.build`: building a model image for the runtime of the model's format
+  (:func:`build_model_image`, :func:`served_format`) and the
   :class:`ImageRecord` that says where an image is (:func:`attach_image`,
   :func:`image_record_of`);
 - :mod:`~provenance.images.labels`: the labels of model images and the paths inside them;
@@ -26,6 +27,8 @@ Its modules, by what they own:
   layers deduplicate (:func:`store_layout`, :func:`read_layout`, :func:`load_archive`); no
   engine needed;
 - :mod:`~provenance.images.transport`: :func:`push_to_ipfs` and :func:`pull_from_ipfs`;
+- :mod:`~provenance.images.own`: images of your own Dockerfile, checked to hold the model
+  (:func:`build_own_image`);
 - :mod:`~provenance.images.serve`: containers of model images: :func:`verify_model_image`,
   :func:`run_prediction`, :func:`start_model_server`.
 
@@ -48,11 +51,14 @@ _LAZY = {
     "LABEL_CERTIFICATE": "labels",
     "LABEL_MODEL_DIGEST": "labels",
     "LABEL_MODEL_FORMAT": "labels",
+    "LABEL_MODEL_PATH": "labels",
     "LABEL_PACKAGES": "labels",
     "LABEL_PYTHON": "labels",
     "MODEL_DIR": "labels",
     "MODEL_FILE": "labels",
     "BASE_IMAGE": "engine",
+    "TORCH_IMAGE": "engine",
+    "make_rootfs": "engine",
     "DockerEngine": "engine",
     "LocalImage": "engine",
     "default_rootfs": "engine",
@@ -68,6 +74,11 @@ _LAZY = {
     "RECORD_MEDIA_TYPE": "build",
     "attach_image": "build",
     "build_model_image": "build",
+    "base_for": "build",
+    "served_format": "build",
+    "UNDETECTED_FORMAT": "own",
+    "build_own_image": "own",
+    "model_digest_in_image": "serve",
     "dockerfile": "build",
     "image_record_of": "build",
     "ImageLayout": "oci",
@@ -98,18 +109,22 @@ if TYPE_CHECKING:
         Attaching,
         ImageRecord,
         attach_image,
+        base_for,
         build_model_image,
         dockerfile,
         image_record_of,
+        served_format,
     )
     from .engine import (
         BASE_IMAGE,
+        TORCH_IMAGE,
         DockerEngine,
         LocalImage,
         default_rootfs,
         engine_version,
         ensure_base_image,
         import_rootfs,
+        make_rootfs,
         rootfs_archive,
     )
     from .labels import (
@@ -118,6 +133,7 @@ if TYPE_CHECKING:
         LABEL_CERTIFICATE,
         LABEL_MODEL_DIGEST,
         LABEL_MODEL_FORMAT,
+        LABEL_MODEL_PATH,
         LABEL_PACKAGES,
         LABEL_PYTHON,
         MODEL_DIR,
@@ -129,6 +145,7 @@ if TYPE_CHECKING:
         read_layout,
         store_layout,
     )
+    from .own import UNDETECTED_FORMAT, build_own_image
     from .packages import (
         distributions_for,
         pickle_globals,
@@ -136,6 +153,7 @@ if TYPE_CHECKING:
     from .serve import (
         SERVE_SOCKET,
         ModelServer,
+        model_digest_in_image,
         run_prediction,
         start_model_server,
         verify_model_image,
@@ -166,6 +184,7 @@ __all__ = [
     "LABEL_CERTIFICATE",
     "LABEL_MODEL_DIGEST",
     "LABEL_MODEL_FORMAT",
+    "LABEL_MODEL_PATH",
     "LABEL_PACKAGES",
     "LABEL_PYTHON",
     "MODEL_DIR",
@@ -173,6 +192,8 @@ __all__ = [
     "PULLED_REPOSITORY",
     "RECORD_MEDIA_TYPE",
     "SERVE_SOCKET",
+    "TORCH_IMAGE",
+    "UNDETECTED_FORMAT",
     "ArchiveCheck",
     "Attaching",
     "ChunkReader",
@@ -182,7 +203,9 @@ __all__ = [
     "LocalImage",
     "ModelServer",
     "attach_image",
+    "base_for",
     "build_model_image",
+    "build_own_image",
     "default_rootfs",
     "distributions_for",
     "dockerfile",
@@ -191,6 +214,8 @@ __all__ = [
     "image_record_of",
     "import_rootfs",
     "load_archive",
+    "make_rootfs",
+    "model_digest_in_image",
     "pickle_globals",
     "present_layers",
     "pull_from_ipfs",
@@ -198,6 +223,7 @@ __all__ = [
     "read_layout",
     "rootfs_archive",
     "run_prediction",
+    "served_format",
     "start_model_server",
     "store_layout",
     "verified_archive",

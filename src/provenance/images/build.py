@@ -39,19 +39,26 @@ from pydantic import Field, ValidationError
 from provenance.errors import CertificateError, ImageError, IntegrityError, StorageError
 from provenance.hashing import format_digest
 from provenance.manifest import manifest_of
+from provenance.model_formats import (
+    FORMATS,
+    Detected,
+    UnsupportedModelFormat,
+    detect_format,
+    format_named,
+)
 from provenance.schema import Digest, Frozen, canonical_json
 
 from .archive import _MAX_MANIFEST
-from .engine import BASE_IMAGE, DockerEngine, LocalImage, _reason
+from .engine import BASE_IMAGE, TORCH_IMAGE, DockerEngine, LocalImage, _reason
 from .labels import (
     ENTRYPOINT,
     LABEL_CERTIFICATE,
     LABEL_MODEL_DIGEST,
     LABEL_MODEL_FORMAT,
+    LABEL_MODEL_PATH,
     LABEL_PACKAGES,
     LABEL_PYTHON,
     MODEL_DIR,
-    MODEL_FILE,
 )
 from .packages import _canonical, _check_copyable, _dist_files, distributions_for, pickle_globals
 
@@ -63,26 +70,80 @@ RECORD_MEDIA_TYPE = "application/vnd.provenance.image-record+json"
 ATTACHMENT_NAME = "docker-image"
 
 
-def _model_file(model: Path) -> tuple[str, Path]:
-    """The pickle to serve: ``model`` itself or ``model/model.pkl``; and its name in the image."""
-    if model.is_file():
-        return model.name, model
-    if model.is_dir() and (model / MODEL_FILE).is_file():
-        return MODEL_FILE, model / MODEL_FILE
-    raise ImageError(
-        f"{model} is not a pickled model: give a pickle file or a folder with {MODEL_FILE}"
-    )
+RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("numpy",),
+    "onnxruntime": ("onnxruntime", "numpy"),
+    "xgboost": ("xgboost", "numpy"),
+    "lightgbm": ("lightgbm", "numpy"),
+    "torch": (),
+}
+"""What each runtime of the entrypoint imports, copied with their requirements from this
+environment (scikit-learn: and every module the pickle refers to). PyTorch is not copied: its
+wheel brings gigabytes of CUDA libraries; :data:`TORCH_IMAGE` has Debian's CPU build."""
+
+RUNTIME_BASES = {"torch": TORCH_IMAGE}
+"""The base image of a runtime's model images, when not :data:`BASE_IMAGE`."""
 
 
-def dockerfile(base: str, python: str, pickle_name: str, labels: Mapping[str, str]) -> str:
+def base_for(served: Detected) -> str:
+    """The default base image of a model image serving ``served``."""
+    return RUNTIME_BASES.get(served.format.runtime or "", BASE_IMAGE)
+
+
+def served_format(model: Path, certificate: Certificate | None = None) -> Detected:
+    """The format of the model at ``model`` and the entry its runtime loads (relative to the
+    model folder, ``.`` for the folder itself; a file model's own name): what the
+    certificate records (``model.format``) when it names a known format, else what the files
+    are (:func:`provenance.model_formats.detect_format`; UnsupportedModelFormat names the
+    supported ones). A certificate and files that disagree on the runtime: ImageError."""
+    recorded = format_named(certificate.model.format) if certificate is not None else None
+    try:
+        detected = detect_format(model)
+    except UnsupportedModelFormat:
+        if recorded is None:
+            raise
+        return Detected(recorded, model.name if model.is_file() else ".")
+    if recorded is None:
+        return detected
+    if recorded.runtime != detected.format.runtime:
+        raise ImageError(
+            f"the certificate records format {recorded.name}, {model} is in format "
+            f"{detected.format.name}"
+        )
+    return Detected(recorded, detected.entry)
+
+
+def _runtime_of(model: Path, served: Detected) -> str:
+    runtime = served.format.runtime
+    if runtime is None:
+        raise ImageError(
+            f"{model.name} is in format {served.format.name} ({served.format.title}): weights "
+            "without the code that runs them; build an image of your own with --dockerfile PATH"
+        )
+    if runtime not in RUNTIME_MODULES:
+        raise ImageError(
+            f"no model image serves {served.format.title} (runtime {runtime}); they serve: "
+            + ", ".join(f.title for f in FORMATS.values() if f.runtime in RUNTIME_MODULES)
+        )
+    return runtime
+
+
+def dockerfile(
+    base: str, python: str, entry: str, labels: Mapping[str, str], model_format: str = "pickle"
+) -> str:
     """The generated Dockerfile (its context: ``packages/`` (the packages' folder as a path
     from the root, every folder with a fixed mtime, so the layer is the same byte for byte
-    whenever the packages are), ``app/`` and ``model/`` (the entrypoint and the model, likewise)). Packages come first, so models
-    with the same packages share that layer, in the engine and in IPFS."""
+    whenever the packages are), ``app/`` and ``model/`` (the entrypoint and the model,
+    likewise)). Packages come first, so models with the same packages share that layer, in the
+    engine and in IPFS. ``entry``: what the runtime loads, relative to MODEL_DIR (``.``: the
+    folder); ``--format`` is passed for every format but the entrypoint's default, pickle."""
     label_lines = "".join(
         f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(labels.items())
     )
-    command = ["python3", "-I", ENTRYPOINT, "--model", f"{MODEL_DIR}/{pickle_name}"]
+    path = MODEL_DIR if entry == "." else f"{MODEL_DIR}/{entry}"
+    command = ["python3", "-I", ENTRYPOINT, "--model", path]
+    if model_format != "pickle":
+        command += ["--format", model_format]
     return (
         f"FROM {base}\n"
         f"COPY packages/ /\n"
@@ -128,31 +189,40 @@ def build_model_image(
     *,
     certificate: Certificate | None = None,
     tag: str | None = None,
-    base: str = BASE_IMAGE,
+    base: str | None = None,
     name: str | None = None,
     modules: Iterable[str] | None = None,
     tests: bool = False,
 ) -> LocalImage:
-    """Build an image that serves the pickled model at ``model`` (a file, or a folder with
-    ``model.pkl``; every file of a folder is copied). See the module docstring.
+    """Build an image that serves the model at ``model`` (a file, or a folder: every file of
+    it is copied) with the entrypoint's runtime for its format (:func:`served_format`). See the
+    module docstring.
 
     ``certificate``: the model's certificate; the model files must have its model digest
     (IntegrityError), the copied package versions must be the recorded ones (ImageError), and
-    the image is labelled with its digest. ``modules``: the modules the model needs, when
-    scanning the pickle is not enough. ``tests``: copy the packages' test suites too (by default
-    their ``tests`` folders, about half of numpy, scipy and scikit-learn, are left out).
-    ``tag``: by default ``provenance/model:<12 hex of the model digest>``.
+    the image is labelled with its digest. ``base``: by default :func:`base_for` the format
+    (:data:`TORCH_IMAGE` for TorchScript, else :data:`BASE_IMAGE`). ``modules``: more modules
+    the model needs (for a pickle: when scanning it is not enough). ``tests``: copy the
+    packages' test suites too (by default their ``tests`` folders, about half of numpy, scipy
+    and scikit-learn, are left out). ``tag``: by default
+    ``provenance/model:<12 hex of the model digest>``. Weights without a runtime (a state dict,
+    safetensors, npz, a Hugging Face folder): ImageError; see
+    :func:`provenance.images.own.build_own_image`.
     """
-    pickle_name, pickle_path = _model_file(model)
     digest = manifest_of(model).root
     if certificate is not None and certificate.model.digest != digest:
         raise IntegrityError(
             f"{model} has model digest {digest}, the certificate names {certificate.model.digest}"
         )
-    needed = {m for m, _ in pickle_globals(pickle_path)} | set(modules or ())
+    served = served_format(model, certificate)
+    runtime = _runtime_of(model, served)
+    needed = set(RUNTIME_MODULES[runtime]) | set(modules or ())
+    if runtime == "sklearn":
+        needed |= {m for m, _ in pickle_globals(model if model.is_file() else model / served.entry)}
     dists = distributions_for(needed)
     _check_versions(dists, certificate)
     compiled = [key for key, dist in dists.items() if _check_copyable(dist)]
+    base = base or base_for(served)
     base_image = engine.image(base)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     python = base_image.labels.get(LABEL_PYTHON, here)
@@ -165,14 +235,15 @@ def build_model_image(
         "org.opencontainers.image.title": name
         or (certificate.model_name if certificate is not None else model.stem),
         LABEL_MODEL_DIGEST: digest,
-        LABEL_MODEL_FORMAT: (certificate.model.format if certificate else None) or "pickle",
+        LABEL_MODEL_FORMAT: served.format.name,
+        LABEL_MODEL_PATH: MODEL_DIR,
         LABEL_PACKAGES: " ".join(f"{d.metadata['Name']}=={d.version}" for d in dists.values()),
         LABEL_PYTHON: python,
     }
     if certificate is not None:
         labels[LABEL_CERTIFICATE] = certificate.digest_text
     tag = tag or f"provenance/model:{digest.removeprefix('sha256:')[:12]}"
-    text = dockerfile(base, python, pickle_name, labels)
+    text = dockerfile(base, python, served.entry, labels, served.format.name)
     with tempfile.TemporaryDirectory(prefix="provenance-image-") as scratch:
         context = Path(scratch) / "context.tar"
         with tarfile.open(context, "w", format=tarfile.PAX_FORMAT) as tar:

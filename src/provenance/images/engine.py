@@ -3,10 +3,11 @@
 :class:`DockerEngine` wraps the SDK's errors: the engine refused (ImageError) or went away
 (ServiceError). The other modules of :mod:`provenance.images` that talk to Docker take one.
 
-**The base image.** Model images are built ``FROM`` a base image that has Python (by default
-:data:`BASE_IMAGE`, Debian bookworm's python3, made by ``scripts/base-image.sh`` and loaded by
-:func:`ensure_base_image` from a root file system tarball; :func:`rootfs_archive` makes its
-``docker load`` archive deterministic).
+**The base images.** Model images are built ``FROM`` a base image that has Python (by default
+:data:`BASE_IMAGE`, Debian bookworm's python3; for TorchScript models :data:`TORCH_IMAGE`, which
+adds Debian's CPU build of PyTorch), made by ``scripts/base-image.sh`` (:func:`make_rootfs`) and
+loaded by :func:`ensure_base_image` from a root file system tarball; :func:`rootfs_archive`
+makes its ``docker load`` archive deterministic.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import re
+import subprocess
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,11 @@ from .labels import LABEL_PYTHON
 
 BASE_IMAGE = "provenance/base:bookworm"
 """The default base of model images: Debian bookworm with python3, nothing pulled."""
+TORCH_IMAGE = "provenance/torch:bookworm"
+"""The base of TorchScript model images: :data:`BASE_IMAGE` and Debian's ``python3-torch``."""
+_ROOTFS = {BASE_IMAGE: ("base-bookworm.tar", ()), TORCH_IMAGE: ("torch-bookworm.tar", ("--torch",))}
+"""The root file system tarball of each base image and the flags of ``scripts/base-image.sh``
+that make it."""
 
 # -- the engine ---------------------------------------------------------------------------------
 
@@ -233,19 +240,52 @@ def ensure_base_image(
     engine: DockerEngine, rootfs: Path | None = None, tag: str = BASE_IMAGE
 ) -> LocalImage:
     """The image ``tag``; when the engine lacks it, loaded from the tarball ``rootfs``
-    (``scripts/setup.sh`` builds ``.tools/images/base-bookworm.tar``)."""
+    (``scripts/setup.sh`` builds ``.tools/images/base-bookworm.tar``, and with
+    ``--with-torch-image`` ``torch-bookworm.tar``; see :func:`make_rootfs`)."""
     if engine.has(tag):
         return engine.image(tag)
     if rootfs is None or not rootfs.is_file():
         where = f"no root file system at {rootfs}" if rootfs else "no root file system was given"
         raise ImageError(
             f"the base image {tag} is not in the Docker engine at {engine.host} and there is "
-            f"{where}: run scripts/setup.sh, which builds it from Debian packages"
+            f"{where}: run scripts/setup.sh{' --with-torch-image' if tag == TORCH_IMAGE else ''}, "
+            "which builds it from Debian packages"
         )
     return import_rootfs(engine, rootfs, tag)
 
 
-def default_rootfs(prefix: Path) -> Path:
-    """Where ``scripts/setup.sh`` leaves the base root file system for the environment at
-    ``prefix`` (the checkout's ``.venv``): ``<checkout>/.tools/images/base-bookworm.tar``."""
-    return prefix.parent / ".tools" / "images" / "base-bookworm.tar"
+def default_rootfs(prefix: Path, tag: str = BASE_IMAGE) -> Path:
+    """Where ``scripts/base-image.sh`` (run by ``scripts/setup.sh``) leaves the root file system
+    of the base image ``tag`` for the environment at ``prefix`` (the checkout's ``.venv``):
+    ``<checkout>/.tools/images/base-bookworm.tar`` (``torch-bookworm.tar``)."""
+    name = _ROOTFS[tag][0] if tag in _ROOTFS else f"{tag.replace('/', '-')}.tar"
+    return prefix.parent / ".tools" / "images" / name
+
+
+def make_rootfs(prefix: Path, tag: str = BASE_IMAGE) -> Path:
+    """Build the root file system of the base image ``tag`` from Debian packages with the
+    checkout's ``scripts/base-image.sh`` (minutes: mmdebstrap; cached by the script), where
+    :func:`default_rootfs` expects it; returns its path. ImageError when there is no such
+    script or it fails (with its last line)."""
+    if tag not in _ROOTFS:
+        raise ImageError(f"no recipe for a base image {tag}; known: {', '.join(sorted(_ROOTFS))}")
+    script = prefix.parent / "scripts" / "base-image.sh"
+    if not script.is_file():
+        raise ImageError(
+            f"the base image {tag} needs scripts/base-image.sh of a provenance checkout, and "
+            f"{script} does not exist"
+        )
+    out = default_rootfs(prefix, tag)
+    try:
+        done = subprocess.run(
+            ["bash", str(script), *_ROOTFS[tag][1], str(out.parent)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise ImageError(f"cannot run {script}: {_reason(exc)}") from exc
+    if done.returncode != 0 or not out.is_file():
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise ImageError(f"building the base image {tag} failed: {lines[-1][:300]}")
+    return out

@@ -32,7 +32,7 @@ from provenance.manifest import manifest_of
 
 from .archive import CHUNK, ChunkReader
 from .engine import DockerEngine
-from .labels import LABEL_MODEL_DIGEST, MODEL_DIR
+from .labels import LABEL_MODEL_DIGEST, LABEL_MODEL_PATH, MODEL_DIR
 
 
 @contextlib.contextmanager
@@ -73,21 +73,35 @@ def _extract_files(stream: ChunkReader, dest: Path, what: str) -> None:
         raise ImageError(f"{what} came back malformed: {exc}") from exc
 
 
+def model_digest_in_image(engine: DockerEngine, image: str, path: str = MODEL_DIR) -> str:
+    """The model digest of the files at ``path`` inside ``image`` (a folder, or one file),
+    copied out of a container that never starts and hashed; IntegrityError when there is no
+    such path or it holds anything but regular files and folders."""
+    with (
+        _container(engine, image, [], f"reading the model of {image}") as container,
+        tempfile.TemporaryDirectory(prefix="provenance-model-") as scratch,
+    ):
+        with engine.calls(f"copying the model out of {image}"):
+            try:
+                stream, _ = container.get_archive(path)
+            except docker.errors.NotFound:
+                raise IntegrityError(f"image {image} has nothing at {path}") from None
+            _extract_files(ChunkReader(stream), Path(scratch), f"the model at {path} in {image}")
+        return manifest_of(Path(scratch) / posixpath.basename(path.rstrip("/"))).root
+
+
 def verify_model_image(engine: DockerEngine, image: str, model_digest: str) -> None:
     """Check that ``image`` says it holds the model ``model_digest`` (label) and that the files
-    in its model folder have that digest (copied out and hashed); IntegrityError otherwise."""
+    where it says they are (label ``provenance.model.path``, by default MODEL_DIR) have that
+    digest (copied out and hashed); IntegrityError otherwise."""
     found = engine.image(image)
     label = found.labels.get(LABEL_MODEL_DIGEST)
     if label != model_digest:
         raise IntegrityError(f"image {found.id} is labelled model {label}, expected {model_digest}")
-    with (
-        _container(engine, found.id, [], f"reading the model of {image}") as container,
-        tempfile.TemporaryDirectory(prefix="provenance-model-") as scratch,
-    ):
-        with engine.calls(f"copying the model out of {image}"):
-            stream, _ = container.get_archive(MODEL_DIR)
-            _extract_files(ChunkReader(stream), Path(scratch), f"the model folder of {image}")
-        digest = manifest_of(Path(scratch) / posixpath.basename(MODEL_DIR)).root
+    path = found.labels.get(LABEL_MODEL_PATH) or MODEL_DIR
+    if not posixpath.isabs(path) or posixpath.normpath(path) == "/":
+        raise IntegrityError(f"image {found.id} labels its model path {path!r}: not a model path")
+    digest = model_digest_in_image(engine, found.id, path)
     if digest != model_digest:
         raise IntegrityError(
             f"the model in image {found.id} has digest {digest}, not {model_digest}"
