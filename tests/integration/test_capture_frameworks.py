@@ -4,6 +4,7 @@ README's PyTorch example runs as a user runs it; `provenance verify` passes for 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,30 +21,18 @@ from .conftest import config_at
 
 PROVENANCE = Path(sys.executable).parent / "provenance"
 
-PYTORCH_EXAMPLE = """\
-import torch
-from torch.utils.data import DataLoader, TensorDataset
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-import provenance
-from provenance.capture import log_module, watch
 
-X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-loader = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True)
+def readme_pytorch_example() -> str:
+    """The README's PyTorch example (the block marked ``readme-test: pytorch-python``)."""
+    match = re.search(
+        r"<!-- readme-test: pytorch-python -->\n```python\n(.*?)```", README.read_text(), re.S
+    )
+    assert match, "README has no python block marked readme-test: pytorch-python"
+    return match.group(1)
 
-with provenance.connect() as session, provenance.track("tiny-mlp", session=session) as run:
-    watch(run, model, optimizer=optimizer, loaders={"train": loader}, seed=0)
-    for xb, yb in loader:
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    run.log_metrics(loss=loss.item())
-    log_module(run, model)  # the state dict as model.safetensors
 
-print("0x" + run.registered.id.hex())
-"""
 """The "PyTorch example" of the README's "your model, your server" section, run verbatim."""
 
 
@@ -112,7 +101,7 @@ def test_the_readme_pytorch_example_registers_a_model_that_verifies(
 ) -> None:
     trainer = tmp_path / "trainer"
     trainer.mkdir()
-    (trainer / "train.py").write_text(PYTORCH_EXAMPLE, encoding="utf-8")
+    (trainer / "train.py").write_text(readme_pytorch_example(), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "train.py"],
         env=cli_env,
