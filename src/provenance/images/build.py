@@ -17,8 +17,10 @@ certificate cannot be named by it. Two ways, both verifiable:
   through its digest, commits to the image id and the archive CID;
   :func:`image_record_of` reads it back, checked against the attachment digest;
 - built after the certificate (``certificate=``): the image's labels name the certificate digest
-  and model digest, so the image id (which covers its labels) commits to the certificate; the
-  record (``provenance image push --json``) says where the archive is.
+  and model digest, but anyone can write labels, so they are no authority: the model's
+  registrant binds the image on chain (:mod:`provenance.bound_image`, ``provenance image
+  bind``: ``ModelRegistry.bindImage`` with the digest of the record, which says where the
+  archive is), and verify and serve trust only that binding.
 """
 
 from __future__ import annotations
