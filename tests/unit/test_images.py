@@ -484,7 +484,15 @@ def test_the_dockerfile_passes_the_format_and_serves_a_folder_from_its_model_fol
 
 # ---------------------------------------------------------------- which runtime, which base
 def onnx_file(path: Path) -> Path:
-    path.write_bytes(b"\x08\x08" + b"\x00" * 30)  # what detect_format reads: a ModelProto tag
+    """A real (tiny) ONNX model: y = x + 1, written by onnx itself."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "g", [x], [y], [one])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
 
 
