@@ -105,6 +105,7 @@ def capture_and_register(
 ) -> Registered:
     """Capture with track() (signed by ADMIN, the CLI's default sender on the dev chain, so it
     is the registrant), then `provenance register` the certificate."""
+    (folder / "run").mkdir()
     with track(
         name, output_dir=folder / "run", signer=ADMIN, storage=kubo, source_dir=folder
     ) as run:
@@ -216,7 +217,7 @@ def torchscript(run: Run) -> tuple[Path, list[Any]]:
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=-1)).eval()
     log_module(run, net, format="torchscript")
     with torch.no_grad():
-        return run.output_dir / "model.pt", list(net(torch.tensor(ROWS)).tolist())
+        return run.output_dir / "model.torchscript.pt", list(net(torch.tensor(ROWS)).tolist())
 
 
 def xgboost(run: Run) -> tuple[Path, list[Any]]:
@@ -411,7 +412,6 @@ def safetensors(run: Run) -> Path:
 
 def npz(run: Run) -> Path:
     weights = np.random.default_rng(16).normal(size=(4, 2)).astype(np.float32)
-    run.output_dir.mkdir(parents=True, exist_ok=True)
     path = run.output_dir / "model.npz"
     np.savez(path, w=weights, b=np.array([0.5, -0.25], dtype=np.float32))
     run.log_model(path)
