@@ -35,7 +35,7 @@ from provenance.capture.tracker import Run
 from provenance.images import TORCH_IMAGE, DockerEngine, run_prediction
 from provenance.stack import Stack, free_port
 from provenance.storage import Kubo
-from tests.unit.test_runtimes import X20, Y20, onnx_linear
+from tests.model_builders import X20, Y20, onnx_linear
 
 from .chainutil import ADMIN
 

@@ -31,7 +31,7 @@ from provenance.errors import IntegrityError
 from provenance.server.service import load_served_model
 from provenance.stack import Stack, free_port
 from provenance.storage import Kubo
-from tests.unit.test_runtimes import (
+from tests.model_builders import (
     ROWS,
     lightgbm_model,
     onnx_linear,
