@@ -170,13 +170,14 @@ def serving(app: Any, loop: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def node_upstream(delay_ms: int) -> Iterator[str]:
+def node_upstream(delay_ms: int) -> Iterator[tuple[str, int]]:
+    """The Node upstream answering after ``delay_ms``: its URL and process id."""
     node = subprocess.Popen(
         ["node", str(UPSTREAM), "0", str(delay_ms)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert node.stdout is not None
-        yield f"http://127.0.0.1:{int(node.stdout.readline().split()[-1])}"
+        yield f"http://127.0.0.1:{int(node.stdout.readline().split()[-1])}", node.pid
     finally:
         node.terminate()
         node.wait(timeout=30)
@@ -193,12 +194,33 @@ def commit_latency(attestor: Attestor, commits: int = 200) -> tuple[float, float
     return quantiles(took)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of process ``pid`` so far, or of this one (None): CPU per
+    request is a figure a neighbour's load disturbs less than requests/s."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Profile:
     name: str
     delay_ms: int
     urls: dict[str, str]
     attestor: Attestor
+    node_pid: int
+
+    def measure(
+        self, pool: ProcessPoolExecutor, target: str, requests: int, clients: int
+    ) -> tuple[float, list[float], float]:
+        """Requests/s, latencies (ms) and CPU per request (ms): of the Node upstream for
+        ``direct``, else of this process (the server under test and its anchoring thread)."""
+        pid = self.node_pid if target == "direct" else None
+        before = cpu_seconds(pid)
+        rate, latencies = pool.submit(load, self.urls[target], requests, clients).result()
+        return rate, latencies, (cpu_seconds(pid) - before) * 1000 / len(latencies)
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -217,7 +239,7 @@ def report(
         table.add_column(column, justify="right")
     ratios, bare_ratios, added, bare_added = [], [], [], []
     for i, r in enumerate(rounds, 1):
-        (d_rate, d_lat), (b_rate, b_lat), (p_rate, p_lat) = (r[t] for t in TARGETS)
+        (d_rate, d_lat, _), (b_rate, b_lat, _), (p_rate, p_lat, _) = (r[t] for t in TARGETS)
         (d50, d99), (b50, b99), (p50, p99) = (quantiles(x) for x in (d_lat, b_lat, p_lat))
         ratios.append(p_rate / d_rate)
         bare_ratios.append(b_rate / d_rate)
@@ -244,6 +266,12 @@ def report(
     console.print(
         f"  bare pass-through (forwarding through Python, no attestation): "
         f"{median(bare_ratios):.2f}x direct requests/s, p99 added {median(bare_added):+.2f} ms"
+    )
+    cpu = {t: median(r[t][2] for r in rounds) for t in TARGETS}
+    console.print(
+        f"  CPU per request, median: the Node upstream {cpu['direct']:.3f} ms; the Python "
+        f"process of the pass-through {cpu['pass-through']:.3f} ms, of the proxy "
+        f"{cpu['proxy']:.3f} ms (its anchoring thread included)"
     )
     console.print(
         f"  journal: {stats.records:,} records in {stats.commits:,} synced commits "
@@ -297,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         assert run.certificate is not None
         mid = run.certificate.model_id
         for name, delay in (("echo", 0), ("inference", args.upstream_delay_ms)):
-            direct = stack.enter_context(node_upstream(delay))
+            direct, node_pid = stack.enter_context(node_upstream(delay))
             key = Account.create()  # a node per profile: each proxy owns its journal
             contract.authorize_node(mid, key.address, run.certificate.registration(), b"\0" * 32)
             attestor = Attestor(
@@ -317,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pass-through": stack.enter_context(serving(bare, args.loop)),
                 "proxy": stack.enter_context(serving(proxy, args.loop)),
             }
-            profiles.append(Profile(name, delay, urls, attestor))
+            profiles.append(Profile(name, delay, urls, attestor, node_pid))
             results[name] = []
         probe = Attestor(
             mid, bytes(32), Account.create(), contract, folder / "probe.sqlite", max_age=3600
@@ -330,10 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for profile in profiles:
                 results[profile.name].append(
-                    {
-                        t: pool.submit(load, u, args.requests, args.clients).result()
-                        for t, u in profile.urls.items()
-                    }
+                    {t: profile.measure(pool, t, args.requests, args.clients) for t in TARGETS}
                 )
             loads.append(load_average())
         commits.append(commit_latency(probe))
