@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -553,3 +554,33 @@ def test_the_proxy_refuses_a_revoked_or_unauthorised_model_before_it_listens(
         1,
         "error: give --upstream URL, or --sidecar-only (not both)\n",
     )
+
+
+# -- what the proxy's own HTTP client adds: nothing --------------------------------------------
+
+
+def test_the_upstream_sees_only_the_clients_headers_and_no_other_clients_cookie(
+    chain: Chain, kubo: Kubo, upstream: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A bare request (no Accept, User-Agent, body or Content-Type) reaches the upstream with
+    nothing the proxy's HTTP client would add by itself, and a cookie the upstream set for one
+    client is passed to that client, never kept and replayed by the proxy for the next (the
+    upstream named by host name: HTTP clients keep no cookies of bare IP addresses)."""
+    model_id = register(chain, kubo, tmp_path / "run", "Cookies stay with their client")
+    named = upstream.replace("127.0.0.1", "localhost")
+    with proxy(cli_env, model_id, "--upstream", named) as running:
+        login = httpx.post(running.url + "/v1/login")
+        assert login.status_code == 200
+        assert login.headers["set-cookie"] == "session=alice; Path=/"
+        host = running.url.removeprefix("http://")
+        with socket.create_connection(("127.0.0.1", int(host.split(":")[1]))) as raw:
+            raw.sendall(f"GET /v1/headers HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head, _, body = raw.recv(65536).partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += raw.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    seen = json.loads(body)["headers"]
+    assert sorted(seen) == ["host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]
+    assert seen["host"] == named.removeprefix("http://")
+    assert seen["x-forwarded-host"] == host

@@ -1,8 +1,10 @@
 """The proxy's pure parts: which headers pass, the ``wait`` parameter, the sidecar's token and
-request, and `verify-output` given digests or the expected model (offline, no services)."""
+request, and `verify-output` given digests or the expected model; and its recorder, journaling
+for the event loop in batches (offline, no services: a journal on disk, no chain)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -14,10 +16,11 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 
-from provenance.attest import Batch, OutputRecord, Receipt, batch_typed_data
-from provenance.errors import ConfigError
+from provenance.attest import Attestor, Batch, CommitStats, OutputRecord, Receipt, batch_typed_data
+from provenance.errors import ConfigError, ServiceError, StorageError
 from provenance.proxy import (
     AttestationRefused,
+    Recorder,
     Token,
     Upstream,
     parse_attestation,
@@ -253,3 +256,103 @@ def test_verify_output_refuses_ambiguous_or_malformed_options(
     done = _verify_output(tmp_path, *args)
     assert done.returncode == 1
     assert done.stderr.strip() == message
+
+
+# ------------------------------------------------------------------------------- the recorder
+class JournalOnly:
+    """The chain side an Attestor reads when it opens (recording needs no chain)."""
+
+    address = "0x" + "42" * 20
+
+    def chain_id(self) -> int:
+        return 31337
+
+    def next_sequence(self, node: str) -> int:
+        return 0
+
+
+def journal_at(path: Path) -> Attestor:
+    return Attestor(b"\x01" * 32, b"\x02" * 32, Account.create(), JournalOnly(), path)  # type: ignore[arg-type]
+
+
+def test_the_recorder_answers_only_after_the_commit_and_batches_what_queued_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Twenty requests arrive while the journal is busy: none is answered before the journal
+    is free, they get consecutive sequences in the order they queued, with the digests of their
+    bodies, in at most two commits (not one each), and they are on disk."""
+    attestor = journal_at(tmp_path / "journal.sqlite")
+    recorder = Recorder(attestor)
+
+    async def scenario() -> list[OutputRecord]:
+        with attestor._lock:  # the journal is busy: the writer's commit cannot finish
+            tasks = []
+            for i in range(20):
+                tasks.append(asyncio.create_task(recorder.record(b"in %d" % i, b"out %d" % i)))
+                await asyncio.sleep(0)  # queued in this order
+            await asyncio.sleep(0.2)
+            assert not [t for t in tasks if t.done()]
+            assert attestor.next_sequence == 0
+        return await asyncio.gather(*tasks)
+
+    records = asyncio.run(scenario())
+    assert [r.sequence for r in records] == list(range(20))
+    for i, r in enumerate(records):
+        assert r.input_digest == hashlib.sha256(b"in %d" % i).digest()
+        assert r.output_digest == hashlib.sha256(b"out %d" % i).digest()
+    assert attestor.journal_stats.records == 20 and attestor.journal_stats.commits <= 2
+    on_disk = attestor.db.execute("SELECT seq, input FROM records ORDER BY seq").fetchall()
+    assert on_disk == [(r.sequence, r.input_digest) for r in records]
+    recorder.close()
+    attestor.close()
+
+
+def test_a_failed_commit_fails_every_request_of_its_batch_and_nothing_is_recorded(
+    tmp_path: Path,
+) -> None:
+    attestor = journal_at(tmp_path / "journal.sqlite")
+    recorder = Recorder(attestor)
+    poison = hashlib.sha256(b"poison").digest()
+    attestor.db.execute(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.input = X'{poison.hex()}'"
+        " BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+    )
+
+    async def scenario() -> list[OutputRecord | BaseException]:
+        with attestor._lock:
+            first = asyncio.create_task(recorder.record(b"first", b"out"))
+            await asyncio.sleep(0.2)  # the writer took it and waits for the journal
+            batch = [
+                asyncio.create_task(recorder.record(x, b"out")) for x in (b"a", b"poison", b"c")
+            ]
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(first, *batch, return_exceptions=True)
+
+    first, *batch = asyncio.run(scenario())
+    assert isinstance(first, OutputRecord) and first.sequence == 0
+    failed = "the output journal failed, the output was not recorded: disk I/O error (simulated)"
+    assert [(type(e), str(e)) for e in batch] == [(StorageError, failed)] * 3
+    assert attestor.db.execute("SELECT seq FROM records").fetchall() == [(0,)]
+    assert asyncio.run(recorder.record(b"after", b"out")).sequence == 1
+    assert attestor.journal_stats == CommitStats(records=2, commits=2)
+    recorder.close()
+    attestor.close()
+
+
+def test_the_recorder_refuses_malformed_digests_and_records_after_it_closed(
+    tmp_path: Path,
+) -> None:
+    attestor = journal_at(tmp_path / "journal.sqlite")
+    recorder = Recorder(attestor)
+    digest = hashlib.sha256(b"x").digest()
+    with pytest.raises(ValueError, match=r"^an input or output digest is 32 bytes \(SHA-256\)$"):
+        asyncio.run(recorder.record_digests(digest[:31], digest))
+    record = asyncio.run(recorder.record_digests(digest, digest))
+    assert (record.sequence, record.input_digest, record.output_digest) == (0, digest, digest)
+    recorder.close()
+    with pytest.raises(
+        ServiceError, match=r"^the proxy is shutting down; the output was not recorded$"
+    ):
+        asyncio.run(recorder.record(b"late", b"out"))
+    assert attestor.next_sequence == 1
+    attestor.close()

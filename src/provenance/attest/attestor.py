@@ -8,7 +8,7 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -136,10 +136,18 @@ class Attestor:
     def record_digests(self, input_digest: bytes, output_digest: bytes) -> OutputRecord:
         """:meth:`record` for an input and output hashed elsewhere (SHA-256, 32 bytes each):
         a sidecar attests what a service it does not see answered."""
-        if len(input_digest) != 32 or len(output_digest) != 32:
+        return self.record_many([(input_digest, output_digest)])[0]
+
+    def record_many(self, digests: Sequence[tuple[bytes, bytes]]) -> list[OutputRecord]:
+        """:meth:`record_digests` for several (input, output) digest pairs at once, in one
+        commit, with consecutive sequences; all or none of them recorded."""
+        if any(len(i) != 32 or len(o) != 32 for i, o in digests):
             raise ValueError("an input or output digest is 32 bytes (SHA-256)")
-        seq, ts = self._journal.append(input_digest, output_digest)
-        return OutputRecord(self.model_id, self.model_digest, input_digest, output_digest, seq, ts)
+        stamped = self._journal.append_many(digests)
+        return [
+            OutputRecord(self.model_id, self.model_digest, i, o, seq, ts)
+            for (i, o), (seq, ts) in zip(digests, stamped, strict=True)
+        ]
 
     @property
     def next_sequence(self) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,14 +120,24 @@ class GroupCommit:
     def append(self, input_digest: bytes, output_digest: bytes) -> tuple[int, int]:
         """Journal one record; returns its sequence and timestamp once the commit that covers it
         is synced. StorageError (nothing recorded) when that commit failed."""
+        return self.append_many([(input_digest, output_digest)])[0]
+
+    def append_many(self, digests: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+        """Journal several records, with consecutive sequences, in one commit (an event loop's
+        writer thread hands over what its requests queued meanwhile, without a thread each);
+        their sequences and timestamps once that commit is synced. StorageError (none of them
+        recorded) when it failed."""
+        if not digests:
+            return []
         with self._state:
-            mine = _Queued(input_digest, output_digest, int(self.clock()))
-            self._queue.append(mine)
-            while not mine.done and self._committing:
+            now = int(self.clock())
+            mine = [_Queued(i, o, now) for i, o in digests]
+            self._queue.extend(mine)  # contiguous: one leader takes them all, in one group
+            while not mine[-1].done and self._committing:
                 self._state.wait()
-            if mine.done:
-                return self._outcome(mine)
-            # no commit under way and ours is still queued: lead the next group
+            if mine[-1].done:
+                return [self._outcome(q) for q in mine]
+            # no commit under way and ours are still queued: lead the next group
             group, self._queue = self._queue, []
             self._committing = True
             first = self._next
@@ -157,7 +167,7 @@ class GroupCommit:
                     self._commits += 1
                 self._committing = False
                 self._state.notify_all()
-        return self._outcome(mine)
+        return [self._outcome(q) for q in mine]
 
     def _outcome(self, queued: _Queued) -> tuple[int, int]:
         if queued.sequence is None:

@@ -174,7 +174,7 @@ def proxy(
     import uvicorn
 
     from provenance.attest import Attestor
-    from provenance.proxy import ProxyApp, Upstream
+    from provenance.proxy import ProxyApp, Upstream, server_options
     from provenance.server.service import check_servable, check_trusted_registrant
 
     if sidecar_only == (upstream is not None):
@@ -249,7 +249,7 @@ def proxy(
         )
         previous = signal.signal(signal.SIGTERM, _stopped)
         try:
-            uvicorn.run(app_, host=host, port=port, log_level="warning")
+            uvicorn.run(app_, host=host, port=port, **server_options())
         except _Stopped:
             pass
         finally:

@@ -65,6 +65,7 @@ from provenance.proxy.forwarding import (
     pass_on,
     query_without_wait,
 )
+from provenance.proxy.recorder import Recorder
 from provenance.proxy.sidecar import (
     MAX_ATTESTATION_BYTES,
     AttestationRefused,
@@ -186,6 +187,7 @@ class ProxyApp:
         on_shutdown: Callable[[str], None] | None = None,
     ) -> None:
         self.attestor = attestor
+        self.recorder = Recorder(attestor)
         self.upstream = upstream
         self.token = token
         self.max_request_bytes = max_request_bytes
@@ -230,6 +232,7 @@ class ProxyApp:
 
     def _shut_down(self) -> str:
         node = self.attestor.node.address
+        self.recorder.close()
         try:
             self.attestor.flush()
             message = f"stopped; every recorded output is anchored (node {node})"
@@ -280,7 +283,7 @@ class ProxyApp:
             await _respond(send, answer.status, out, answer.body)
             return
         try:
-            record = await anyio.to_thread.run_sync(self.attestor.record, body, answer.body)
+            record = await self.recorder.record(body, answer.body)
         except (ProvenanceError, OSError, sqlite3.Error) as exc:
             await _error(send, 503, f"the answer could not be attested: {_one_line(exc)}")
             return
@@ -414,9 +417,7 @@ class ProxyApp:
         if refused is not None:
             return _json_error(503, refused)
         try:
-            record = await anyio.to_thread.run_sync(
-                self.attestor.record_digests, input_digest, output_digest
-            )
+            record = await self.recorder.record_digests(input_digest, output_digest)
         except (ProvenanceError, OSError, sqlite3.Error) as exc:
             return _json_error(503, f"the output could not be attested: {_one_line(exc)}")
         headers: Headers = request.scope["headers"]
@@ -439,8 +440,23 @@ class ProxyApp:
         return _json_error(404, f"no such path {request.url.path[:200]!r}: {where}")
 
 
+def server_options(loop: str = "auto") -> dict[str, Any]:
+    """How ``provenance proxy`` runs uvicorn (``uvicorn.run(app, host=.., port=..,
+    **server_options())``; benchmarks/proxy.py serves it the same way): its C HTTP parser
+    (httptools, in the ``server`` extra) and uvloop when installed (``loop="auto"``), warnings
+    only, no access log."""
+    return {"http": "httptools", "loop": loop, "log_level": "warning", "access_log": False}
+
+
 def _json_error(status: int, message: str) -> Response:
     return Response(_error_body(message), status_code=status, media_type="application/json")
 
 
-__all__ = ["MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PREFIX", "ModelState", "ProxyApp"]
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "PREFIX",
+    "ModelState",
+    "ProxyApp",
+    "server_options",
+]

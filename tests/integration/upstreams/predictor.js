@@ -1,7 +1,10 @@
 // A small inference server that is not Python, for `provenance proxy` tests and benchmarks:
 // node's own http module, nothing installed.
 //
-//   node predictor.js [PORT]     prints "listening on PORT" once it accepts connections (0: any)
+//   node predictor.js [PORT] [DELAY_MS]
+//                         prints "listening on PORT" once it accepts connections (0: any);
+//                         DELAY_MS: /v1/predict answers that much later (setTimeout: an
+//                         inference time that does not take the CPU; benchmarks/proxy.py)
 //
 // POST /v1/predict        {"instances": [[numbers]]} -> {"predictions": [row sums]}
 // POST /v1/embed          any bytes -> application/octet-stream, each byte inverted
@@ -13,12 +16,14 @@
 // GET  /v1/headers        the request's method, url and headers, as JSON
 // POST /v1/fail           500 {"error": "boom"}, with a forged X-Provenance-Sequence header
 // POST /v1/forge          200, with forged X-Provenance-* headers of its own
+// POST /v1/login          200, with Set-Cookie: session=alice (a cookie meant for one client)
 // anything else           404 {"error": "not found"}
 "use strict";
 
 const http = require("http");
 
 let drift = 0;
+const delay = Number(process.argv[3] || "0");
 
 function send(res, status, type, body, extra) {
   res.writeHead(status, Object.assign({ "content-type": type, "content-length": body.length }, extra || {}));
@@ -51,8 +56,11 @@ const server = http.createServer((req, res) => {
 function route(req, res, url, body) {
   const key = `${req.method} ${url.pathname}`;
   switch (key) {
-    case "POST /v1/predict":
-      return json(res, 200, { predictions: predictions(body) });
+    case "POST /v1/predict": {
+      const value = { predictions: predictions(body) };
+      if (delay > 0) return setTimeout(() => json(res, 200, value), delay);
+      return json(res, 200, value);
+    }
     case "POST /v1/embed": {
       const out = Buffer.alloc(body.length);
       for (let i = 0; i < body.length; i++) out[i] = body[i] ^ 0xff;
@@ -89,6 +97,8 @@ function route(req, res, url, body) {
         "x-provenance-sequence": "999999",
         "x-provenance-receipt": "http://evil.example/receipt",
       });
+    case "POST /v1/login":
+      return json(res, 200, { ok: true }, { "set-cookie": "session=alice; Path=/" });
     default:
       return json(res, 404, { error: "not found" });
   }
