@@ -164,6 +164,11 @@ class _Session:
     def __init__(self, index: _Index) -> None:
         self.index = index
         self.registry = object()
+        self.policy = _NoTrustRoots()
+
+
+class _NoTrustRoots:
+    registrants: frozenset[str] | None = None
 
 
 def card_file(tmp: Path, front_matter: str) -> Path:
@@ -236,3 +241,52 @@ def test_a_card_that_is_not_yaml_or_too_large_is_refused(tmp_path: Path) -> None
     with pytest.raises(CertificateError) as info:
         parents_from_card(big, _Session(_Index()))  # type: ignore[arg-type]
     assert str(info.value) == f"model card {big} is over 1048576 bytes"
+
+
+class _Entry:
+    def __init__(self, registrant: str) -> None:
+        self.registrant = registrant
+
+
+class _DigestIndex:
+    """Registrations of one model digest: id -> registrant (what registered_id reads)."""
+
+    def __init__(self, registrants: dict[bytes, str]) -> None:
+        self.registrants = registrants
+
+    def by_model_digest(self, digest: bytes) -> list[bytes]:
+        return list(self.registrants)
+
+    def get(self, model_id: bytes) -> _Entry | None:
+        found = self.registrants.get(model_id)
+        return None if found is None else _Entry(found)
+
+
+def test_a_base_folder_squatted_by_an_untrusted_registrant_is_not_taken_as_the_parent(
+    tmp_path: Path,
+) -> None:
+    from provenance.export.hf_card import registered_id
+    from provenance.manifest import manifest_of
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights")
+    digest = manifest_of(base).root
+    creator, squatter = "0x" + "c1" * 20, "0x" + "5a" * 20
+    squat_id, real_id = b"\x01" * 32, b"\x02" * 32
+    card = tmp_path / "README.md"
+    squatted: Any = _DigestIndex({squat_id: squatter})
+    # without trust roots, the one registration is taken (verify then checks its registrant)
+    assert registered_id("base", card, squatted) == "0x" + squat_id.hex()
+    with pytest.raises(CertificateError) as info:
+        registered_id("base", card, squatted, frozenset({creator}))
+    assert str(info.value) == (
+        f"the model digest {digest} of {base} is registered only by {squatter}, not by a "
+        "trusted registrant: name the parent with --parent ID:RELATION, or trust its registrant"
+    )
+    both: Any = _DigestIndex({squat_id: squatter, real_id: creator})
+    assert registered_id("base", card, both, frozenset({creator.upper().replace("0X", "0x")})) == (
+        "0x" + real_id.hex()
+    )
+    with pytest.raises(CertificateError, match="2 registered models have the model digest"):
+        registered_id("base", card, both)

@@ -94,11 +94,12 @@ def base_parent(
         raise ConfigError(
             "finding the base model by its folder needs the lineage index: pass session= to track()"
         )
-    from provenance.export.hf_card import _registered_id  # the card's base_model lookup
+    from provenance.export.hf_card import registered_id  # the card's base_model lookup
 
     index = run.session.index
     index.sync(run.session.registry)
-    return parse_parent((_registered_id(str(folder), folder, index), label))
+    trusted = run.session.policy.registrants
+    return parse_parent((registered_id(str(folder), folder, index, trusted), label))
 
 
 class ProvenanceCallback(TrainerCallback):

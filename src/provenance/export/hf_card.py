@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from provenance.chain.index import LineageIndex
     from provenance.chain.registry import Registry
     from provenance.export.subject import Subject
+    from provenance.verify.policy import Policy
 
 TO_HF: dict[Relation, str | None] = {
     Relation.FINE_TUNE: "finetune",
@@ -282,6 +283,9 @@ class _Clients(Protocol):
     @property
     def registry(self) -> Registry: ...
 
+    @property
+    def policy(self) -> Policy: ...
+
 
 def load_card(path: Path) -> ModelCard:
     """A model card file, bounded and parsed by ``huggingface_hub`` (CertificateError when it
@@ -344,7 +348,7 @@ def parents_from_card(
     recorded = _recorded_relations(card)
     parents: list[ParentLink] = []
     for base in bases:
-        parent_id = _registered_id(base, path, index)
+        parent_id = registered_id(base, path, index, session.policy.registrants)
         kind = recorded.get(parent_id, chosen) if relation is None else chosen
         name = base if is_hf_repo_id(base) else None
         if any(p.id == parent_id for p in parents):
@@ -367,7 +371,13 @@ def _recorded_relations(card: ModelCard) -> dict[str, Relation]:
     return found
 
 
-def _registered_id(base: str, card_path: Path, index: LineageIndex) -> str:
+def registered_id(
+    base: str, card_path: Path, index: LineageIndex, trusted: Collection[str] | None = None
+) -> str:
+    """The registered model a base names: a model id, or a folder (relative to ``card_path``)
+    whose model digest a registered model has. With ``trusted`` registrants (the verifier's
+    ``[trust] registrants``), only their registrations count: anyone can register a base's
+    digest first (a squat), so a digest registered only by others is refused, not taken."""
     if _MODEL_ID.fullmatch(base):
         if index.get(bytes.fromhex(base[2:])) is None:
             raise CertificateError(f"base_model {base} is not a registered model")
@@ -384,6 +394,21 @@ def _registered_id(base: str, card_path: Path, index: LineageIndex) -> str:
         raise CertificateError(
             f"no registered model has the model digest {digest} of base_model folder {folder}"
         )
+    if trusted:
+        allowed = {a.lower() for a in trusted}
+        by_trusted = [
+            i
+            for i in ids
+            if (e := index.get(i)) is not None and (e.registrant or "").lower() in allowed
+        ]
+        if not by_trusted:
+            others = sorted({str(e.registrant) for i in ids if (e := index.get(i)) is not None})
+            raise CertificateError(
+                f"the model digest {digest} of {folder} is registered only by "
+                f"{', '.join(others)}, not by a trusted registrant: name the parent with "
+                "--parent ID:RELATION, or trust its registrant"
+            )
+        ids = by_trusted
     if len(ids) > 1:
         listed = ", ".join("0x" + i.hex() for i in ids)
         raise CertificateError(
@@ -406,4 +431,5 @@ __all__ = [
     "is_hf_repo_id",
     "load_card",
     "parents_from_card",
+    "registered_id",
 ]
