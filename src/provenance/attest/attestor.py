@@ -17,7 +17,13 @@ from provenance.attest.journal import CommitStats, GroupCommit, open_journal
 from provenance.attest.native import record_leaves
 from provenance.attest.receipt import Receipt
 from provenance.attest.records import Batch, OutputRecord, OutputTree
-from provenance.errors import IntegrityError, ProvenanceError, ServiceError
+from provenance.errors import (
+    ChainError,
+    ContractRevertError,
+    IntegrityError,
+    ProvenanceError,
+    ServiceError,
+)
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -111,17 +117,23 @@ class Attestor:
 
     @contextlib.contextmanager
     def _chain(self, what: str) -> Iterator[None]:
-        """Errors of the chain side (an RPC that went away raises the HTTP client's own
-        exceptions) as ServiceError; ours pass through."""
+        """Errors of the chain side with what the attestor was doing: an RPC failure (the HTTP
+        client's own exceptions, or a contract client's ChainError) names it; a revert the
+        contract explained and our other errors pass through as they are."""
         try:
             yield
+        except ContractRevertError:  # the contract's own answer, decoded: passed on as it is
+            raise
+        except ChainError as exc:  # the RPC failed: still a ChainError, saying what it was for
+            raise ChainError(self._failed(what, exc)) from exc
         except ProvenanceError:
             raise
         except Exception as exc:
-            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise ServiceError(
-                f"anchoring outputs of model 0x{self.model_id.hex()}: {what} failed: {reason}"
-            ) from exc
+            raise ServiceError(self._failed(what, exc)) from exc
+
+    def _failed(self, what: str, exc: BaseException) -> str:
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return f"anchoring outputs of model 0x{self.model_id.hex()}: {what} failed: {reason}"
 
     # ----------------------------------------------------------------- recording
     def record(self, input_data: bytes, output_data: bytes) -> OutputRecord:

@@ -36,6 +36,7 @@ class AttestorContract(ContractClient):
 
     def __init__(self, w3: Web3, address: str, transactor: Transactor | None = None) -> None:
         super().__init__(CONTRACT, w3, address, transactor)
+        self._chain_id: int | None = None
 
     # ------------------------------------------------------------ authorisation
     def authorize_node(
@@ -94,7 +95,7 @@ class AttestorContract(ContractClient):
 
     # -------------------------------------------------------------- attesting
     def typed_data(self, batch: Batch) -> dict[str, Any]:
-        return batch_typed_data(batch, self.w3.eth.chain_id, self.address)
+        return batch_typed_data(batch, self.chain_id(), self.address)
 
     def sign(self, node: LocalAccount, batch: Batch) -> bytes:
         """The node's EIP-712 signature over ``batch``."""
@@ -125,7 +126,10 @@ class AttestorContract(ContractClient):
 
     # ------------------------------------------------ provenance.attest.AttestationTarget
     def chain_id(self) -> int:
-        return int(self.w3.eth.chain_id)
+        """Read once (every batch is signed for it: see :attr:`Transactor.chain_id`)."""
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
 
     def sign_batch(self, node: LocalAccount, batch: Batch) -> bytes:
         return self.sign(node, batch)

@@ -48,6 +48,7 @@ class ContractClient:
     def _send(self, fn: Any, what: str) -> Any:
         """A write, estimated, signed and awaited by the transactor."""
         tx = self._tx()
-        built = fn.build_transaction({"from": tx.address, "gas": 0})
+        # the chain id the transactor read once, not web3's eth_chainId call per transaction
+        built = fn.build_transaction({"from": tx.address, "gas": 0, "chainId": tx.chain_id})
         built.pop("gas")
         return tx.send(dict(built), what=what, abi=self.abi, contract=self.name)

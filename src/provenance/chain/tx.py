@@ -97,6 +97,14 @@ class Transactor:
     def address(self) -> str:
         return str(self.account.address)
 
+    @property
+    def chain_id(self) -> int:
+        """The chain's id, read once: an RPC endpoint does not change chains under a running
+        client (every transaction is signed for it, so a node on another chain refuses them)."""
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
     def send(
         self,
         tx: dict[str, Any],
@@ -110,9 +118,7 @@ class Transactor:
         params: dict[str, Any] = {"from": self.address, **tx}
         params.pop("nonce", None)
         try:
-            if self._chain_id is None:
-                self._chain_id = w3.eth.chain_id
-            params["chainId"] = self._chain_id
+            params["chainId"] = self.chain_id
             if "gas" not in params:
                 estimate = w3.eth.estimate_gas(cast(TxParams, params))
                 params["gas"] = int(estimate * self.gas_margin) + 5_000
