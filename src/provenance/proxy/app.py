@@ -41,8 +41,6 @@ import contextlib
 import json
 import re
 import sqlite3
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -55,7 +53,6 @@ from starlette.routing import Route
 
 from provenance.attest import Attestor
 from provenance.attest.records import OutputRecord
-from provenance.chain.types import Status
 from provenance.errors import ProvenanceError
 from provenance.hashing import format_digest
 from provenance.proxy.forwarding import (
@@ -72,6 +69,7 @@ from provenance.proxy.sidecar import (
     Token,
     parse_attestation,
 )
+from provenance.server.served_model import ModelState, one_line
 from provenance.server.service import MAX_BACKLOG, MAX_BACKLOG_AGE, ModelSource, anchoring_problem
 
 PREFIX = "/_provenance"
@@ -88,43 +86,6 @@ _HOST = re.compile(rb"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,
 
 class _ClientGone(Exception):
     """The client disconnected before its request was read."""
-
-
-class ModelState:
-    """The model's state on chain ("ok", "revoked", "tainted", "unregistered"), read again at
-    most every ``ttl`` seconds, in a worker thread (the chain client blocks)."""
-
-    def __init__(self, model_id: bytes, registry: ModelSource, ttl: float) -> None:
-        self.model_id, self.registry, self.ttl = model_id, registry, ttl
-        self._at = -float("inf")
-        self._value = "ok"
-        self._lock = threading.Lock()
-
-    def read(self) -> str:
-        with self._lock:
-            if time.monotonic() - self._at >= self.ttl:
-                status = self.registry.status(self.model_id)
-                self._value = (
-                    "unregistered"
-                    if status is Status.NONE
-                    else "revoked"
-                    if status is Status.REVOKED
-                    else "tainted"
-                    if self.registry.is_tainted(self.model_id)
-                    else "ok"
-                )
-                self._at = time.monotonic()
-            return self._value
-
-    async def current(self) -> str:
-        if time.monotonic() - self._at < self.ttl:
-            return self._value
-        return await anyio.to_thread.run_sync(self.read)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:500] if lines else type(exc).__name__
 
 
 def _error_body(message: str) -> bytes:
@@ -239,7 +200,7 @@ class ProxyApp:
         except Exception as exc:  # the journal keeps them for the next start
             message = (
                 f"stopped; {self.attestor.pending()} recorded outputs are not anchored yet, they "
-                f"stay in the journal for the next start (node {node}): {_one_line(exc)}"
+                f"stay in the journal for the next start (node {node}): {one_line(exc)}"
             )
         self.attestor.close()
         return message
@@ -285,7 +246,7 @@ class ProxyApp:
         try:
             record = await self.recorder.record(body, answer.body)
         except (ProvenanceError, OSError, sqlite3.Error) as exc:
-            await _error(send, 503, f"the answer could not be attested: {_one_line(exc)}")
+            await _error(send, 503, f"the answer could not be attested: {one_line(exc)}")
             return
         receipt_url = self._receipt_url(scope, headers, record.sequence)
         if wait:
@@ -307,7 +268,7 @@ class ProxyApp:
         try:
             status = await self.state.current()
         except ProvenanceError as exc:
-            return f"the model's state on chain cannot be read: {_one_line(exc)}"
+            return f"the model's state on chain cannot be read: {one_line(exc)}"
         if status != "ok":
             return f"model {self.mid} is {status} on chain; not attesting"
         return None
@@ -317,7 +278,7 @@ class ProxyApp:
         try:
             await anyio.to_thread.run_sync(self.attestor.flush)
         except (ProvenanceError, OSError, sqlite3.Error) as exc:
-            return f"output {record.sequence} is recorded but not anchored: {_one_line(exc)}"
+            return f"output {record.sequence} is recorded but not anchored: {one_line(exc)}"
         return None
 
     @staticmethod
@@ -356,7 +317,7 @@ class ProxyApp:
             status = await self.state.current()
         except ProvenanceError as exc:
             status = "unknown"
-            problems.append(f"the model's state on chain cannot be read: {_one_line(exc)}")
+            problems.append(f"the model's state on chain cannot be read: {one_line(exc)}")
         if status not in ("ok", "unknown"):
             problems.insert(0, f"model {self.mid} is {status} on chain; not attesting")
         loop = self.attestor.health()
@@ -419,7 +380,7 @@ class ProxyApp:
         try:
             record = await self.recorder.record_digests(input_digest, output_digest)
         except (ProvenanceError, OSError, sqlite3.Error) as exc:
-            return _json_error(503, f"the output could not be attested: {_one_line(exc)}")
+            return _json_error(503, f"the output could not be attested: {one_line(exc)}")
         headers: Headers = request.scope["headers"]
         url = self._receipt_url(request.scope, headers, record.sequence)
         if request.query_params.get("wait", "").lower() in ("true", "1", "yes"):
@@ -456,7 +417,6 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "MAX_RESPONSE_BYTES",
     "PREFIX",
-    "ModelState",
     "ProxyApp",
     "server_options",
 ]

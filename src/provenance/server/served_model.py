@@ -12,10 +12,14 @@ model digest. :mod:`provenance.server.service` serves it over HTTP.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+import anyio
 
 from provenance.certificate import Certificate
 from provenance.chain.types import Status
@@ -240,12 +244,52 @@ class RequestRefused(ProvenanceError):
     """The model cannot answer this request (wrong shape, unknown method): a 400."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (at most 500 characters), for a one-line answer."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:500] if lines else type(exc).__name__
+
+
+class ModelState:
+    """The model's state on chain ("ok", "revoked", "tainted", "unregistered"), read again at
+    most every ``ttl`` seconds, in a worker thread (the chain client blocks)."""
+
+    def __init__(self, model_id: bytes, registry: ModelSource, ttl: float) -> None:
+        self.model_id, self.registry, self.ttl = model_id, registry, ttl
+        self._at = -float("inf")
+        self._value = "ok"
+        self._lock = threading.Lock()
+
+    def read(self) -> str:
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                status = self.registry.status(self.model_id)
+                self._value = (
+                    "unregistered"
+                    if status is Status.NONE
+                    else "revoked"
+                    if status is Status.REVOKED
+                    else "tainted"
+                    if self.registry.is_tainted(self.model_id)
+                    else "ok"
+                )
+                self._at = time.monotonic()
+            return self._value
+
+    async def current(self) -> str:
+        if time.monotonic() - self._at < self.ttl:
+            return self._value
+        return await anyio.to_thread.run_sync(self.read)
+
+
 __all__ = [
     "ModelSource",
+    "ModelState",
     "Predictor",
     "RequestRefused",
     "ServedModel",
     "check_servable",
     "check_trusted_registrant",
     "load_served_model",
+    "one_line",
 ]

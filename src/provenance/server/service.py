@@ -40,7 +40,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provenance.attest import AnchoringHealth, Attestor
-from provenance.chain.types import Status
 from provenance.errors import (
     ConfigError,
     ProvenanceError,
@@ -52,11 +51,13 @@ from provenance.server.model_files import (
 )
 from provenance.server.served_model import (
     ModelSource,
+    ModelState,
     RequestRefused,
     ServedModel,
     check_servable,
     check_trusted_registrant,
     load_served_model,
+    one_line,
 )
 from provenance.untrusted import UntrustedInputError, loads_json
 
@@ -151,37 +152,6 @@ def anchoring_problem(
     return None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:500] if text else type(exc).__name__
-
-
-class _Status:
-    """The model's state on chain, re-read at most every ``ttl`` seconds."""
-
-    def __init__(self, model_id: bytes, registry: ModelSource, ttl: float) -> None:
-        self.model_id, self.registry, self.ttl = model_id, registry, ttl
-        self._at = 0.0
-        self._value: str = "ok"
-        self._lock = threading.Lock()
-
-    def get(self) -> str:
-        with self._lock:
-            if time.monotonic() - self._at >= self.ttl:
-                status = self.registry.status(self.model_id)
-                self._value = (
-                    "unregistered"
-                    if status is Status.NONE
-                    else "revoked"
-                    if status is Status.REVOKED
-                    else "tainted"
-                    if self.registry.is_tainted(self.model_id)
-                    else "ok"
-                )
-                self._at = time.monotonic()
-            return self._value
-
-
 def create_app(
     served: ServedModel,
     attestor: Attestor,
@@ -218,7 +188,7 @@ def create_app(
             except Exception as exc:  # the journal keeps them for the next start
                 message = (
                     f"stopped; {attestor.pending()} recorded outputs are not anchored yet, they "
-                    f"stay in the journal for the next start (node {node}): {_one_line(exc)}"
+                    f"stay in the journal for the next start (node {node}): {one_line(exc)}"
                 )
             attestor.close()
         finally:
@@ -234,16 +204,16 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    state = _Status(served.model_id, registry, status_ttl)
+    state = ModelState(served.model_id, registry, status_ttl)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> JSONResponse:
         problems = []
         try:
-            status = state.get()
+            status = state.read()
         except ProvenanceError as exc:
             status = "unknown"
-            problems.append(f"the model's state on chain cannot be read: {_one_line(exc)}")
+            problems.append(f"the model's state on chain cannot be read: {one_line(exc)}")
         if status not in ("ok", "unknown"):
             problems.insert(0, f"model {mid} is {status} on chain; not serving")
         loop = attestor.health()
@@ -322,7 +292,7 @@ def create_app(
         return await run_in_threadpool(_answer_sync, parsed, body, wait)
 
     def _answer_sync(parsed: PredictRequest, body: bytes, wait: bool) -> JSONResponse:
-        status = state.get()
+        status = state.read()
         if status != "ok":
             raise HTTPException(503, f"model {mid} is {status} on chain; not serving")
         try:
@@ -384,15 +354,15 @@ def create_app(
     # one line, no traceback
     @app.exception_handler(ProvenanceError)
     async def _unavailable(_: Request, exc: ProvenanceError) -> JSONResponse:
-        return JSONResponse({"error": _one_line(exc)}, status_code=503)
+        return JSONResponse({"error": one_line(exc)}, status_code=503)
 
     @app.exception_handler(OSError)
     async def _io(_: Request, exc: OSError) -> JSONResponse:
-        return JSONResponse({"error": f"the service failed: {_one_line(exc)}"}, status_code=503)
+        return JSONResponse({"error": f"the service failed: {one_line(exc)}"}, status_code=503)
 
     @app.exception_handler(sqlite3.Error)
     async def _journal(_: Request, exc: sqlite3.Error) -> JSONResponse:
-        return JSONResponse({"error": f"the journal failed: {_one_line(exc)}"}, status_code=503)
+        return JSONResponse({"error": f"the journal failed: {one_line(exc)}"}, status_code=503)
 
     return app
 
