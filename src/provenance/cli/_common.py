@@ -57,6 +57,30 @@ Parents = Annotated[
     typer.Option("--parent", help="A parent model, ID:RELATION (repeatable)."),
 ]
 
+# -- the options of the attesting services (serve, proxy) -----------------------------------
+NodeKeystore = Annotated[
+    Path | None, typer.Option(help="Encrypted keyfile of the node's signing key.")
+]
+NodePasswordFile = Annotated[
+    Path | None, typer.Option(help="File holding the node keystore's password.")
+]
+SenderKeystore = Annotated[
+    Path | None,
+    typer.Option(help="Sender's keyfile: pays for anchoring; registrant or operator to authorise."),
+]
+SenderPasswordFile = Annotated[
+    Path | None, typer.Option(help="File holding the sender keystore's password.")
+]
+Authorize = Annotated[
+    bool,
+    typer.Option(
+        help="Authorise the node for the model when it is not (sender = registrant or operator)."
+    ),
+]
+BatchSize = Annotated[int, typer.Option(help="Seal a batch at this many outputs.")]
+MaxAge = Annotated[float, typer.Option(help="...or when its oldest output waited this long (s).")]
+MaxRequestBytes = Annotated[int, typer.Option(help="Largest request body accepted.")]
+
 out = _Console()
 err = _Console(stderr=True)
 

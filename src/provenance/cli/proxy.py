@@ -10,7 +10,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provenance.cli._common import err, password, say, session
+from provenance.cli._common import (
+    Authorize,
+    BatchSize,
+    MaxAge,
+    MaxRequestBytes,
+    NodeKeystore,
+    NodePasswordFile,
+    SenderKeystore,
+    SenderPasswordFile,
+    err,
+    password,
+    say,
+    session,
+)
 from provenance.errors import ConfigError, PolicyError
 
 if TYPE_CHECKING:
@@ -112,33 +125,14 @@ def proxy(
         str | None,
         typer.Option(help="Base of the receipt URLs (default: the Host each request names)."),
     ] = None,
-    node_keystore: Annotated[
-        Path | None, typer.Option(help="Encrypted keyfile of the node's signing key.")
-    ] = None,
-    node_password_file: Annotated[
-        Path | None, typer.Option(help="File holding the node keystore's password.")
-    ] = None,
-    keystore: Annotated[
-        Path | None,
-        typer.Option(
-            help="Sender's keyfile: pays for anchoring; registrant or operator to authorise."
-        ),
-    ] = None,
-    password_file: Annotated[
-        Path | None, typer.Option(help="File holding the sender keystore's password.")
-    ] = None,
-    authorize: Annotated[
-        bool,
-        typer.Option(
-            help="Authorise the node for the model when it is not (sender = registrant or operator)."
-        ),
-    ] = True,
-    batch_size: Annotated[int, typer.Option(help="Seal a batch at this many outputs.")] = 1000,
-    max_age: Annotated[
-        float, typer.Option(help="...or when its oldest output waited this long (s).")
-    ] = 2.0,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1
-    << 20,
+    node_keystore: NodeKeystore = None,
+    node_password_file: NodePasswordFile = None,
+    keystore: SenderKeystore = None,
+    password_file: SenderPasswordFile = None,
+    authorize: Authorize = True,
+    batch_size: BatchSize = 1000,
+    max_age: MaxAge = 2.0,
+    max_request_bytes: MaxRequestBytes = 1 << 20,
     max_response_bytes: Annotated[
         int, typer.Option(help="Largest upstream answer passed on (buffered; 502 beyond).")
     ] = 16 << 20,

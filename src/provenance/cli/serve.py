@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from provenance.cli._common import err, password, say, session
+from provenance.cli._common import (
+    Authorize,
+    BatchSize,
+    MaxAge,
+    MaxRequestBytes,
+    NodeKeystore,
+    NodePasswordFile,
+    SenderKeystore,
+    SenderPasswordFile,
+    err,
+    password,
+    say,
+    session,
+)
 from provenance.errors import ConfigError, PolicyError
 
 app = typer.Typer()
@@ -39,33 +51,14 @@ def serve(
     ] = "auto",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-    node_keystore: Annotated[
-        Path | None, typer.Option(help="Encrypted keyfile of the node's signing key.")
-    ] = None,
-    node_password_file: Annotated[
-        Path | None, typer.Option(help="File holding the node keystore's password.")
-    ] = None,
-    keystore: Annotated[
-        Path | None,
-        typer.Option(
-            help="Sender's keyfile: pays for anchoring; registrant or operator to authorise."
-        ),
-    ] = None,
-    password_file: Annotated[
-        Path | None, typer.Option(help="File holding the sender keystore's password.")
-    ] = None,
-    authorize: Annotated[
-        bool,
-        typer.Option(
-            help="Authorise the node for the model when it is not (sender = registrant or operator)."
-        ),
-    ] = True,
-    batch_size: Annotated[int, typer.Option(help="Seal a batch at this many outputs.")] = 1000,
-    max_age: Annotated[
-        float, typer.Option(help="...or when its oldest output waited this long (s).")
-    ] = 2.0,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1
-    << 20,
+    node_keystore: NodeKeystore = None,
+    node_password_file: NodePasswordFile = None,
+    keystore: SenderKeystore = None,
+    password_file: SenderPasswordFile = None,
+    authorize: Authorize = True,
+    batch_size: BatchSize = 1000,
+    max_age: MaxAge = 2.0,
+    max_request_bytes: MaxRequestBytes = 1 << 20,
     trust: Annotated[
         list[str] | None,
         typer.Option(
