@@ -479,13 +479,17 @@ class Verifier:
             )
             return Report(target, "image", None, tuple(c.items))
 
-        def build(m: bytes) -> tuple[list[Check], tuple[Anchor | None, Certificate | None]]:
+        def build(m: bytes) -> tuple[list[Check], int]:
+            # the image's checks belong to the pick: with several registrations of one model
+            # digest, the one whose certificate or binding names this image is the one reported
             checks, anchor, body = self._full(m)
-            return checks, (anchor, body)
+            image = Checks(f"image {ref}")
+            image_content_checks(image, found, label, certificate_label, anchor, body, engine, ctx)
+            return [*image.items, *checks], len(image.items)
 
-        model_id, checks, (anchor, body), note = _pick(candidates, build)
-        image_content_checks(c, found, label, certificate_label, anchor, body, self.engine, ctx)
-        items = [*c.items, *([note] if note else []), *checks]
+        engine = self.engine
+        model_id, checks, n, note = _pick(candidates, build)
+        items = [*c.items, *checks[:n], *([note] if note else []), *checks[n:]]
         return Report(target, "image", model_id, tuple(items))
 
     def target(self, text: str) -> Report:
